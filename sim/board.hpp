@@ -17,8 +17,8 @@ class CortexM;
 class FlashController;
 
 struct BoardOptions {
-  std::string serial;             // the probe serial this board is attached to
-  std::uint32_t uid_seed = 0;     // makes the 96-bit unique ID distinct per board
+  std::string serial;               // the probe serial this board is attached to
+  std::uint32_t uid_seed = 0;       // makes the 96-bit unique ID distinct per board
   std::filesystem::path state_dir;  // empty: flash and option bytes live only in memory
 };
 

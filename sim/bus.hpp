@@ -17,8 +17,8 @@ enum class BusStatus {
 
 struct BusResponse {
   BusStatus status = BusStatus::ok;
-  std::uint32_t value = 0;          // read data, for reads with status ok
-  Picoseconds busy_until = 0;       // for status busy
+  std::uint32_t value = 0;     // read data, for reads with status ok
+  Picoseconds busy_until = 0;  // for status busy
 };
 
 class DebugBus {

@@ -93,8 +93,8 @@ const std::array<ChipInfo, 4> kChips = {{
         .flash_regs = 0x40023C00,
         .page_size = 0,
         // RM0090 3.3 Table 5: 4 x 16 KiB, 1 x 64 KiB, 7 x 128 KiB.
-        .sector_sizes = {16384, 16384, 16384, 16384, 65536, 131072, 131072, 131072, 131072,
-                         131072, 131072, 131072},
+        .sector_sizes = {16384, 16384, 16384, 16384, 65536, 131072, 131072, 131072, 131072, 131072,
+                         131072, 131072},
         // RM0090 3.3 Table 5: system memory 0x1FFF0000-0x1FFF77FF, OTP 0x1FFF7800-
         // 0x1FFF7A0F; 39.1/39.2 unique ID 0x1FFF7A10, flash size 0x1FFF7A22.
         .system_memory = {0x1FFF0000, 0x7A30},
@@ -147,7 +147,9 @@ const std::array<ChipInfo, 4> kChips = {{
 
 }  // namespace
 
-std::span<const ChipInfo> all_chips() { return kChips; }
+std::span<const ChipInfo> all_chips() {
+  return kChips;
+}
 
 const ChipInfo* find_chip(std::string_view name) {
   for (const auto& chip : kChips) {

@@ -20,8 +20,8 @@ struct MemoryRegion {
 };
 
 struct ChipInfo {
-  std::string_view name;        // "stm32f407vg"
-  std::string_view part;        // "STM32F407VG"
+  std::string_view name;  // "stm32f407vg"
+  std::string_view part;  // "STM32F407VG"
   CoreKind core;
   std::uint32_t cpuid;          // SCB CPUID value
   std::uint32_t dpidr;          // SW-DP DPIDR
@@ -32,21 +32,21 @@ struct ChipInfo {
 
   std::vector<MemoryRegion> ram;  // SRAM, CCM, TCM: read/write, executable
 
-  std::uint32_t flash_base;       // 0x08000000
+  std::uint32_t flash_base;  // 0x08000000
   std::uint32_t flash_size;
-  std::uint32_t flash_alias;      // second address of the flash (F7 ITCM: 0x00200000), 0 if none
+  std::uint32_t flash_alias;  // second address of the flash (F7 ITCM: 0x00200000), 0 if none
   FlashStyle flash_style;
-  std::uint32_t flash_regs;       // flash interface register block
-  std::uint32_t page_size;        // F1 style: uniform page size; 0 for sector style
+  std::uint32_t flash_regs;                 // flash interface register block
+  std::uint32_t page_size;                  // F1 style: uniform page size; 0 for sector style
   std::vector<std::uint32_t> sector_sizes;  // F4/F7 style: sizes of sectors 0..n-1
 
-  MemoryRegion system_memory;     // read-only: bootloader, OTP, UID, flash size
-  std::uint32_t flash_size_reg;   // 16-bit, KiB
-  std::uint32_t uid_reg;          // 96-bit unique ID
-  MemoryRegion option_bytes;      // option-byte area as the bus sees it
+  MemoryRegion system_memory;                    // read-only: bootloader, OTP, UID, flash size
+  std::uint32_t flash_size_reg;                  // 16-bit, KiB
+  std::uint32_t uid_reg;                         // 96-bit unique ID
+  MemoryRegion option_bytes;                     // option-byte area as the bus sees it
   std::vector<std::uint8_t> option_bytes_reset;  // factory contents of that area
 
-  std::uint32_t rcc_regs;         // RCC block (clock tree)
+  std::uint32_t rcc_regs;  // RCC block (clock tree)
 };
 
 // The four simulated chips. Lookup is by lower-case name ("stm32f103c8").

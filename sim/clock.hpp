@@ -22,8 +22,8 @@ struct Counters {
   std::uint64_t usb_transfers = 0;
   std::uint64_t swd_transfers = 0;
   std::uint64_t bytes_programmed = 0;
-  std::uint64_t pages_erased = 0;   // F1-style page erases
-  std::uint64_t sectors_erased = 0; // F4/F7-style sector erases
+  std::uint64_t pages_erased = 0;    // F1-style page erases
+  std::uint64_t sectors_erased = 0;  // F4/F7-style sector erases
   std::uint64_t mass_erases = 0;
 };
 

@@ -20,10 +20,10 @@ struct CmsisDapConfig {
   std::string product = "probefarm-sim CMSIS-DAP";
   std::string serial;
   std::string protocol_version = "2.1.0";  // DAP_Info 0x04
-  std::string target_vendor;    // DAP_Info 0x05
-  std::string target_name;      // DAP_Info 0x06
-  std::string board_vendor;     // DAP_Info 0x07
-  std::string board_name;       // DAP_Info 0x08
+  std::string target_vendor;               // DAP_Info 0x05
+  std::string target_name;                 // DAP_Info 0x06
+  std::string board_vendor;                // DAP_Info 0x07
+  std::string board_name;                  // DAP_Info 0x08
   std::string firmware_version = "1.0.0";  // DAP_Info 0x09
 };
 
@@ -33,7 +33,8 @@ class CmsisDapEngine {
   // One command packet as received from the host. Returns the response packet, or
   // nothing while commands are being queued (DAP_QueueCommands). Advances the target's
   // virtual time by the SWD work the command does.
-  virtual std::optional<std::vector<std::uint8_t>> process(std::span<const std::uint8_t> request) = 0;
+  virtual std::optional<std::vector<std::uint8_t>> process(
+      std::span<const std::uint8_t> request) = 0;
 };
 
 std::unique_ptr<CmsisDapEngine> make_cmsis_dap_engine(TargetPort& target, CmsisDapConfig config);

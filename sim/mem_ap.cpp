@@ -19,7 +19,8 @@ unsigned size_bytes(std::uint32_t csw) {
 
 }  // namespace
 
-MemAp::MemAp(std::uint32_t idr, DebugBus& bus) : idr_(idr), bus_(bus) {}
+MemAp::MemAp(std::uint32_t idr, DebugBus& bus, std::uint32_t increment_block)
+    : idr_(idr), bus_(bus), increment_block_(increment_block) {}
 
 void MemAp::reset() {
   csw_ = kCswReset;
@@ -114,9 +115,10 @@ ApResponse MemAp::perform() {
   pending_.active = false;
   if (r.status == BusStatus::error) return {BusStatus::error, 0, 0};
   if (pending_.increment) {
-    // C2.2.2: automatic address increment is only guaranteed on TAR[9:0]; the model
-    // wraps within the 1 KiB block like the Cortex-M AHB-AP does.
-    tar_ = (tar_ & ~0x3FFu) | ((tar_ + pending_.size) & 0x3FFu);
+    // C2.2.2: automatic address increment is only guaranteed on TAR[9:0]; beyond the
+    // implementation's block the address wraps within it.
+    const std::uint32_t block_mask = increment_block_ - 1;
+    tar_ = (tar_ & ~block_mask) | ((tar_ + pending_.size) & block_mask);
   }
   std::uint32_t mask = pending_.size == 4 ? 0xFFFFFFFFu : ((1u << (8 * pending_.size)) - 1);
   std::uint32_t data = pending_.read ? (r.value & mask) << pending_.lane_shift : 0;

@@ -19,7 +19,9 @@ struct ApResponse {
 class MemAp {
  public:
   // `idr` is the AP's IDR value (ChipInfo::ap_idr).
-  MemAp(std::uint32_t idr, DebugBus& bus);
+  // `increment_block`: the size of the block within which TAR auto-increments and wraps
+  // (1 KiB minimum per ADIv5; 4 KiB on the Cortex-M3/M4 AHB-AP).
+  MemAp(std::uint32_t idr, DebugBus& bus, std::uint32_t increment_block = 1024);
 
   // `reg` is the AP register address: APBANKSEL << 4 | A[3:2] << 2.
   ApResponse read(unsigned reg);
@@ -68,6 +70,7 @@ class MemAp {
 
   std::uint32_t idr_;
   DebugBus& bus_;
+  std::uint32_t increment_block_;
   std::uint32_t csw_ = kCswReset;  // stored bits; TrInProg and DeviceEn are computed
   std::uint32_t tar_ = 0;
   Pending pending_;

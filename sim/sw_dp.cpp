@@ -7,6 +7,13 @@
 namespace probefarm::sim {
 namespace {
 
+// The AHB-AP of the Cortex-M3 and Cortex-M4 increments TAR across a 4 KiB block (Cortex-M3
+// TRM DDI 0337 and Cortex-M4 TRM DDI 0439, "AHB-AP"; ADIv5.2 C2.2.2 only guarantees 1 KiB,
+// which is what the Cortex-M7's AHB-AP provides).
+std::uint32_t ahb_ap_increment_block(const ChipInfo& chip) {
+  return chip.core == CoreKind::cortex_m7 ? 1024 : 4096;
+}
+
 // CTRL/STAT bits, ADIv5.2 B2.2 "CTRL/STAT".
 constexpr std::uint32_t kOrunDetect = 1u << 0;
 constexpr std::uint32_t kStickyOrun = 1u << 1;
@@ -62,7 +69,7 @@ constexpr std::uint8_t kJtagActivation = 0x0A;  // 12 bits (0x00A), after 4 low 
 class SwDpImpl final : public SwDp {
  public:
   SwDpImpl(const ChipInfo& chip, DebugBus& bus, const VirtualClock& clock)
-      : chip_(chip), clock_(clock), ap_(chip.ap_idr, bus) {}
+      : chip_(chip), clock_(clock), ap_(chip.ap_idr, bus, ahb_ap_increment_block(chip)) {}
 
   void sequence(const std::uint8_t* bits, unsigned count) override {
     for (unsigned i = 0; i < count; ++i)

@@ -21,8 +21,8 @@ enum class SwdAck : std::uint8_t {
 
 struct SwdResult {
   SwdAck ack = SwdAck::no_response;
-  std::uint32_t data = 0;   // read data (only meaningful for reads with ack ok)
-  bool parity_ok = true;    // parity of the read data phase as sent by the target
+  std::uint32_t data = 0;  // read data (only meaningful for reads with ack ok)
+  bool parity_ok = true;   // parity of the read data phase as sent by the target
 };
 
 class SwDp {

@@ -17,8 +17,8 @@ enum class UsbSpeed { full, high };
 
 enum class UsbStatus {
   ok,
-  nak,      // IN: no data ready yet (the host keeps polling until its timeout)
-  stall,    // endpoint halted / request not supported
+  nak,    // IN: no data ready yet (the host keeps polling until its timeout)
+  stall,  // endpoint halted / request not supported
   no_device,
 };
 
@@ -46,7 +46,8 @@ class UsbDevice {
   virtual UsbStatus control(const UsbSetup& setup, std::vector<std::uint8_t>& data) = 0;
   // Bulk/interrupt transfers on endpoint `ep` (with direction bit).
   virtual UsbStatus out(std::uint8_t ep, std::span<const std::uint8_t> data) = 0;
-  virtual UsbStatus in(std::uint8_t ep, std::size_t max_length, std::vector<std::uint8_t>& data) = 0;
+  virtual UsbStatus in(std::uint8_t ep, std::size_t max_length,
+                       std::vector<std::uint8_t>& data) = 0;
 
   virtual Board& board() = 0;
   virtual std::string serial() const = 0;

@@ -123,6 +123,18 @@ TEST_F(MemApTest, AutoIncrementWrapsWithinOneKilobyte) {
   EXPECT_EQ(bus.accesses.back().addr, RamBus::kRam);
 }
 
+TEST(MemApBlock, CortexM4AhbApIncrementsAcrossFourKilobytes) {
+  RamBus bus;
+  MemAp ap{0x24770011, bus, 4096};
+  ap.write(MemAp::kCsw, 0x12);
+  ap.write(MemAp::kTar, RamBus::kRam + 0x3FC);
+  ap.write(MemAp::kDrw, 1);
+  EXPECT_EQ(ap.read(MemAp::kTar).data, RamBus::kRam + 0x400);
+  ap.write(MemAp::kTar, RamBus::kRam + 0xFFC);
+  ap.write(MemAp::kDrw, 2);
+  EXPECT_EQ(ap.read(MemAp::kTar).data, RamBus::kRam) << "wraps within the 4 KiB block";
+}
+
 TEST_F(MemApTest, BankedDataUsesTarBlock) {
   wr(MemAp::kCsw, 0x12);
   wr(MemAp::kTar, RamBus::kRam + 0x24);

@@ -1,0 +1,125 @@
+#include "usb_cmsis_dap_v2.hpp"
+
+#include <algorithm>
+
+namespace probefarm::sim {
+namespace {
+
+constexpr std::uint8_t kStringManufacturer = 1;
+constexpr std::uint8_t kStringProduct = 2;
+constexpr std::uint8_t kStringSerial = 3;
+constexpr std::uint8_t kStringInterface = 4;
+// Hosts (OpenOCD among them) find the CMSIS-DAP v2 interface by this substring in the
+// interface string (CMSIS-DAP specification v2.1, "Firmware": interface string must
+// contain "CMSIS-DAP").
+constexpr const char* kInterfaceName = "CMSIS-DAP v2";
+
+void put16(std::vector<std::uint8_t>& v, std::uint16_t x) {
+  v.push_back(static_cast<std::uint8_t>(x));
+  v.push_back(static_cast<std::uint8_t>(x >> 8));
+}
+
+// USB 2.0 9.6.6 Table 9-13: bulk endpoint, bInterval 0 (bulk never NAK-limits OUT here).
+void put_bulk_endpoint(std::vector<std::uint8_t>& v, std::uint8_t address, std::uint16_t mps) {
+  v.insert(v.end(), {7, 5, address, 0x02});
+  put16(v, mps);
+  v.push_back(0);
+}
+
+std::vector<std::uint8_t> ascii_string_descriptor(std::string_view s) {
+  // USB 2.0 9.6.7: UNICODE (UTF-16LE) string, bLength counts the 2-byte header.
+  std::vector<std::uint8_t> d;
+  std::size_t n = std::min<std::size_t>(s.size(), 126);
+  d.push_back(static_cast<std::uint8_t>(2 + 2 * n));
+  d.push_back(3);
+  for (std::size_t i = 0; i < n; ++i)
+    put16(d, static_cast<std::uint8_t>(s[i]));
+  return d;
+}
+
+}  // namespace
+
+UsbCmsisDapV2::UsbCmsisDapV2(Board& board, CmsisDapConfig config)
+    : board_(board), config_(std::move(config)) {
+  if (config_.serial.empty()) config_.serial = board_.serial();
+  if (config_.target_vendor.empty()) config_.target_vendor = "STMicroelectronics";
+  if (config_.target_name.empty()) config_.target_name = std::string(board_.chip().part);
+  config_.packet_size = kMaxPacket;
+  engine_ = make_cmsis_dap_engine(board_, config_);
+}
+
+UsbCmsisDapV2::~UsbCmsisDapV2() = default;
+
+std::vector<std::uint8_t> UsbCmsisDapV2::device_descriptor() const {
+  // USB 2.0 9.6.1 Table 9-8. bcdUSB 2.00: a 2.10 device would have to serve a BOS
+  // descriptor, which this model does not need.
+  std::vector<std::uint8_t> d{18, 1};
+  put16(d, 0x0200);
+  d.insert(d.end(), {0x00, 0x00, 0x00, 64});  // class per interface; EP0 64 bytes (5.5.3)
+  put16(d, kVendorId);
+  put16(d, kProductId);
+  put16(d, 0x0100);  // bcdDevice
+  d.insert(d.end(), {kStringManufacturer, kStringProduct, kStringSerial, 1});
+  return d;
+}
+
+std::vector<std::uint8_t> UsbCmsisDapV2::config_descriptor() const {
+  // USB 2.0 9.6.3 Table 9-10 (configuration), 9.6.5 Table 9-12 (interface).
+  std::vector<std::uint8_t> d{9, 2, 0, 0, 1, 1, 0, 0x80, 50};  // bus powered, 100 mA
+  d.insert(d.end(), {9, 4, 0, 0, 2, 0xFF, 0x00, 0x00, kStringInterface});
+  // The CMSIS-DAP v2 endpoint order is fixed: OUT first, then IN (CMSIS-DAP v2.1,
+  // "Firmware" > "Endpoint configuration").
+  put_bulk_endpoint(d, kEpOut, kMaxPacket);
+  put_bulk_endpoint(d, kEpIn, kMaxPacket);
+  d[2] = static_cast<std::uint8_t>(d.size());
+  d[3] = static_cast<std::uint8_t>(d.size() >> 8);
+  return d;
+}
+
+std::vector<std::uint8_t> UsbCmsisDapV2::string_descriptor(std::uint8_t index) const {
+  switch (index) {
+    case 0:
+      return {4, 3, 0x09, 0x04};  // LANGID table: 0x0409 English (US)
+    case kStringManufacturer:
+      return ascii_string_descriptor(config_.vendor);
+    case kStringProduct:
+      return ascii_string_descriptor(config_.product);
+    case kStringSerial:
+      return ascii_string_descriptor(config_.serial);
+    case kStringInterface:
+      return ascii_string_descriptor(kInterfaceName);
+    default:
+      return {};
+  }
+}
+
+UsbStatus UsbCmsisDapV2::control(const UsbSetup&, std::vector<std::uint8_t>&) {
+  // CMSIS-DAP v2 defines no class or vendor requests (MS OS 2.0 descriptors for WinUSB
+  // would be one, and they are not needed off Windows).
+  return UsbStatus::stall;
+}
+
+UsbStatus UsbCmsisDapV2::out(std::uint8_t ep, std::span<const std::uint8_t> data) {
+  if (ep != kEpOut) return UsbStatus::stall;
+  board_.advance(timing_.out_cost(data.size()));
+  board_.counters().usb_transfers++;
+  // The probe firmware only ever looks at one packet; anything beyond is not a command.
+  auto packet = data.first(std::min<std::size_t>(data.size(), kMaxPacket));
+  if (auto response = engine_->process(packet)) responses_.push_back(std::move(*response));
+  return UsbStatus::ok;
+}
+
+UsbStatus UsbCmsisDapV2::in(std::uint8_t ep, std::size_t max_length,
+                            std::vector<std::uint8_t>& data) {
+  if (ep != kEpIn) return UsbStatus::stall;
+  if (responses_.empty()) return UsbStatus::nak;
+  data = std::move(responses_.front());
+  responses_.pop_front();
+  if (data.size() > max_length) data.resize(max_length);
+  Picoseconds done = timing_.in_done_at(board_.now(), data.size());
+  board_.advance(done - board_.now());
+  board_.counters().usb_transfers++;
+  return UsbStatus::ok;
+}
+
+}  // namespace probefarm::sim
