@@ -5,9 +5,11 @@
 // a zero-length packet still takes a transaction). Each packet costs its payload plus the
 // per-transaction protocol overhead (token, data framing, handshake, inter-packet gaps)
 // at the bus bit rate.
-// - An OUT is done once its data has crossed the bus: cost = data time.
-// - An IN completes at the next (micro)frame boundary after its data time, because the
-//   host controller reports completions to the driver on frame boundaries.
+// - Every transfer, OUT or IN, completes at the next (micro)frame boundary after its data
+//   has crossed the bus, because the host controller reports completions to the driver
+//   on frame boundaries and the host only reacts to a completion after that. So a
+//   command/response round trip costs at least two (micro)frames: 250 us on high speed,
+//   2 ms on full speed, one report per frame in each direction.
 //
 // Numbers, USB 2.0 specification:
 // - bit rates 480 Mbit/s (high speed) and 12 Mbit/s (full speed): 7.1.11;
@@ -33,9 +35,9 @@ struct UsbBusTiming {
     std::uint64_t bits = 8 * (bytes + packets * overhead_bytes);
     return cycles_to_ps(bits, bit_rate_hz);
   }
-  Picoseconds out_cost(std::size_t bytes) const { return data_time(bytes); }
-  // Absolute virtual time at which an IN started at `now` is seen complete by the host.
-  Picoseconds in_done_at(Picoseconds now, std::size_t bytes) const {
+  // Absolute virtual time at which a transfer started at `now` is seen complete by the
+  // host.
+  Picoseconds done_at(Picoseconds now, std::size_t bytes) const {
     Picoseconds end = now + data_time(bytes);
     return (end + frame - 1) / frame * frame;
   }

@@ -101,7 +101,7 @@ UsbStatus UsbCmsisDapV2::control(const UsbSetup&, std::vector<std::uint8_t>&) {
 
 UsbStatus UsbCmsisDapV2::out(std::uint8_t ep, std::span<const std::uint8_t> data) {
   if (ep != kEpOut) return UsbStatus::stall;
-  board_.advance(timing_.out_cost(data.size()));
+  board_.advance(timing_.done_at(board_.now(), data.size()) - board_.now());
   board_.counters().usb_transfers++;
   // The probe firmware only ever looks at one packet; anything beyond is not a command.
   auto packet = data.first(std::min<std::size_t>(data.size(), kMaxPacket));
@@ -116,7 +116,7 @@ UsbStatus UsbCmsisDapV2::in(std::uint8_t ep, std::size_t max_length,
   data = std::move(responses_.front());
   responses_.pop_front();
   if (data.size() > max_length) data.resize(max_length);
-  Picoseconds done = timing_.in_done_at(board_.now(), data.size());
+  Picoseconds done = timing_.done_at(board_.now(), data.size());
   board_.advance(done - board_.now());
   board_.counters().usb_transfers++;
   return UsbStatus::ok;

@@ -115,7 +115,8 @@ TEST_F(UsbCmsisDapV2Test, TransfersCostVirtualTimePerTheHighSpeedModel) {
   const auto transfers0 = board_.counters().usb_transfers;
   ASSERT_EQ(usb_.out(0x01, std::vector<std::uint8_t>{0x00, 0xFF}), UsbStatus::ok);
   const Picoseconds t1 = board_.now();
-  EXPECT_GE(t1 - t0, kHighSpeedBulk512.out_cost(2));
+  EXPECT_GE(t1 - t0, kHighSpeedBulk512.data_time(2));
+  EXPECT_EQ(t1 % (125 * kMicrosecond), 0u) << "OUT completions land on microframe boundaries";
   EXPECT_EQ(board_.counters().usb_transfers, transfers0 + 1);
 
   std::vector<std::uint8_t> r;
@@ -139,11 +140,11 @@ TEST(UsbBusTiming, NumbersFollowTheUsb2Spec) {
   EXPECT_EQ(kHighSpeedBulk512.data_time(1024), 2 * 9'450 * kNanosecond);
   // A zero-length packet still costs a transaction.
   EXPECT_EQ(kHighSpeedBulk512.data_time(0), cycles_to_ps(55 * 8, 480'000'000));
-  EXPECT_EQ(kHighSpeedBulk512.in_done_at(0, 4), 125 * kMicrosecond);
-  EXPECT_EQ(kHighSpeedBulk512.in_done_at(125 * kMicrosecond, 4), 250 * kMicrosecond);
+  EXPECT_EQ(kHighSpeedBulk512.done_at(0, 4), 125 * kMicrosecond);
+  EXPECT_EQ(kHighSpeedBulk512.done_at(125 * kMicrosecond, 4), 250 * kMicrosecond);
   // Full speed: (64 + 13) * 8 bits at 12 Mbit/s, completions on 1 ms frames.
   EXPECT_EQ(kFullSpeedBulk64.data_time(64), cycles_to_ps(616, 12'000'000));
-  EXPECT_EQ(kFullSpeedBulk64.in_done_at(kMillisecond / 2, 64), kMillisecond);
+  EXPECT_EQ(kFullSpeedBulk64.done_at(kMillisecond / 2, 64), kMillisecond);
 }
 
 }  // namespace

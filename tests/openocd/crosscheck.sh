@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# OpenOCD cross-check of one simulated chip: Debian's unmodified openocd, its CMSIS-DAP
+# driver (usb_bulk backend) and its stock target script, against probefarm-sim through
+# the stand-in libusb. Every step must pass:
+#   1. init, reset halt: PC equals the reset vector of the demo image
+#   2. reg
+#   3. flash probe 0: OpenOCD reports the chip's flash size and device id
+#   4. program <demo ELF> verify   (virtual time and counters printed)
+#   5. flash read_bank 0 of the whole bank equals the image, 0xFF elsewhere
+#   6. flash erase_sector on a sector we filled first, then flash erase_check
+#   7. reset run, halt twice: PC inside the demo code, RAM counter advanced
+# Usage: crosscheck.sh OPENOCD PROBEFARM_SIM FIRMWARE_DIR CHIP TARGET_CFG ERASE_SECTOR
+set -euo pipefail
+
+openocd=$1 sim=$2 firmware=$3 chip=$4 cfg=$5 sector=$6
+elf=$firmware/demo_$chip.elf
+bin=$firmware/demo_$chip.bin
+work=$(mktemp -d)
+sim_pid=""
+cleanup() {
+  [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "FAIL [$chip] $*" >&2
+  exit 1
+}
+
+declare -A flash_kib=([stm32f103c8]=64 [stm32f303vc]=256 [stm32f407vg]=1024 [stm32f746ng]=1024)
+declare -A idcode=([stm32f103c8]=0x20036410 [stm32f303vc]=0x10016422 [stm32f407vg]=0x10076413
+  [stm32f746ng]=0x10016449)
+# Address of the sector/page that step 6 erases (away from the demo image).
+declare -A sector_addr=([stm32f103c8]=0x08002000 [stm32f303vc]=0x08004000
+  [stm32f407vg]=0x08004000 [stm32f746ng]=0x08008000)
+
+socket=$work/sim.sock
+"$sim" --socket "$socket" --time-scale 0 --board "$chip:cmsis-dap-v2" >"$work/sim.out" 2>&1 &
+sim_pid=$!
+for _ in $(seq 100); do
+  grep -q "cmsis-dap-v2 $chip" "$work/sim.out" 2>/dev/null && break
+  sleep 0.1
+done
+grep -q "cmsis-dap-v2 $chip" "$work/sim.out" || fail "probefarm-sim did not start: $(cat "$work/sim.out")"
+eval "$("$sim" env --socket "$socket")"
+
+# One OpenOCD session; its log goes to $work/<name>.log and stdout.
+ocd() {
+  local name=$1
+  shift
+  local args=(-f interface/cmsis-dap.cfg -c "cmsis_dap_backend usb_bulk" -c "transport select swd"
+    -f "target/$cfg.cfg" -c "gdb_port disabled" -c "tcl_port disabled" -c "telnet_port disabled")
+  for c in "$@"; do args+=(-c "$c"); done
+  args+=(-c shutdown)
+  echo "== [$chip] openocd: $*"
+  if ! timeout 600 "$openocd" "${args[@]}" >"$work/$name.log" 2>&1; then
+    cat "$work/$name.log"
+    fail "openocd session '$name' failed"
+  fi
+  cat "$work/$name.log"
+}
+
+reset_vector=$(od -An -tx4 -j4 -N4 "$bin" | tr -d ' ')
+reset_pc=$(printf '0x%08x' $((0x$reset_vector & ~1)))
+image_size=$(stat -c %s "$bin")
+
+# Steps 1-3 run on a chip that already holds the demo, so that the reset vector is known:
+# load it first with OpenOCD itself (step 4 is checked separately below).
+ocd load "init" "reset halt" "program $elf verify"
+
+ocd probe "init" "reset halt" "reg" "flash probe 0"
+grep -Eq "pc \(/32\): $reset_pc" "$work/probe.log" ||
+  fail "step 1: PC after reset halt is not the reset vector $reset_pc"
+grep -Eq "^(r0|R0) " "$work/probe.log" || grep -Eq "\(0\) r0 " "$work/probe.log" ||
+  fail "step 2: reg printed no core registers"
+grep -Eq "device id = ${idcode[$chip]}" "$work/probe.log" ||
+  fail "step 3: device id ${idcode[$chip]} not reported"
+grep -Eq "flash size = ${flash_kib[$chip]} ?[kK]i?B" "$work/probe.log" ||
+  fail "step 3: flash size ${flash_kib[$chip]} KiB not reported"
+
+"$sim" ctl --socket "$socket" stats >"$work/stats_before.json"
+ocd program "init" "reset halt" "program $elf verify"
+"$sim" ctl --socket "$socket" stats >"$work/stats_after.json"
+grep -q "Verified OK" "$work/program.log" || fail "step 4: program verify did not report Verified OK"
+echo "== [$chip] program step, simulator counters before and after:"
+grep -E '"(virtual_time_us|usb_transfers|swd_transfers|bytes_programmed|pages_erased|sectors_erased|mass_erases)"' \
+  "$work/stats_before.json" | tr -d ' ,' | paste -sd' '
+grep -E '"(virtual_time_us|usb_transfers|swd_transfers|bytes_programmed|pages_erased|sectors_erased|mass_erases)"' \
+  "$work/stats_after.json" | tr -d ' ,' | paste -sd' '
+
+ocd readback "init" "reset halt" "flash read_bank 0 $work/bank.bin"
+expected=$work/expected.bin
+head -c $((flash_kib[$chip] * 1024)) /dev/zero | tr '\0' '\377' >"$expected"
+dd if="$bin" of="$expected" conv=notrunc status=none
+cmp "$expected" "$work/bank.bin" || fail "step 5: read_bank differs from the image padded with 0xFF"
+
+addr=${sector_addr[$chip]}
+ocd erase "init" "reset halt" "flash fillw $addr 0x12345678 4" "mdw $addr 1" \
+  "flash erase_sector 0 $sector $sector" "flash erase_check 0" "mdw $addr 4"
+grep -Eq "^$addr: 12345678" "$work/erase.log" || fail "step 6: fillw did not reach the sector"
+grep -Eq "^$addr: ffffffff ffffffff ffffffff ffffffff" "$work/erase.log" ||
+  fail "step 6: sector $sector not blank after erase_sector"
+# erase_check (a blank-check algorithm run on the target) lists the sectors that are not
+# erased: sector 0 holds the demo, the erased sector must not appear.
+grep -q "successfully checked erase state" "$work/erase.log" || fail "step 6: erase_check failed"
+grep -Eq "#\s*0: .*not erased" "$work/erase.log" ||
+  fail "step 6: erase_check does not see the demo image in sector 0"
+if grep -Eq "#\s*$sector: .*not erased" "$work/erase.log"; then
+  fail "step 6: erase_check reports sector $sector as not erased"
+fi
+
+ocd run "init" "reset run" "sleep 200" "halt" "reg pc" "mdw 0x20002000" "resume" "sleep 200" \
+  "halt" "mdw 0x20002000"
+pc=$(grep -Eo "pc \(/32\): 0x[0-9a-f]+" "$work/run.log" | tail -1 | awk '{print $3}')
+[ -n "$pc" ] || fail "step 7: no PC after halt"
+((pc >= 0x08000000 && pc < 0x08000000 + image_size)) ||
+  fail "step 7: PC $pc is outside the demo code (0x08000000 + $image_size)"
+mapfile -t counts < <(grep -Eo "^0x20002000: [0-9a-f]+" "$work/run.log" | awk '{print $2}')
+[ ${#counts[@]} -eq 2 ] || fail "step 7: expected two reads of the RAM counter"
+((0x${counts[0]} > 0 && 0x${counts[1]} > 0x${counts[0]})) ||
+  fail "step 7: RAM counter did not advance (${counts[*]})"
+
+echo "PASS [$chip] OpenOCD cross-check: reset vector $reset_pc, counter ${counts[*]}"
