@@ -377,10 +377,6 @@ void CortexM::run_until(Picoseconds until) {
       pending_system_reset_ = false;
       env_.system_reset_request();
     }
-    if (dhcsr_ctrl_ & kCStep) {
-      halt(kDfsrHalted);
-      return;
-    }
   }
 }
 
@@ -595,6 +591,11 @@ void CortexM::scs_write(std::uint32_t addr, std::uint32_t value) {
       demcr_ = value & 0x010F07F1;
       return;
     default:
+      // NVIC_IPRn and SHPRn: 4 implemented priority bits per field on STM32, the low
+      // nibble reads as zero (PM0056/PM0214/PM0253 4.2.7 and 4.4.8).
+      if ((addr >= 0xE000E400 && addr < 0xE000E4F0) || (addr >= 0xE000ED18 && addr < 0xE000ED24)) {
+        value &= 0xF0F0F0F0;
+      }
       impl_->scs_store[addr] = value;
       return;
   }
@@ -631,8 +632,6 @@ void CortexM::write_dhcsr(std::uint32_t value) {
     } else {
       halt(kDfsrHalted);
     }
-    dhcsr_ctrl_ &= ~kCHalt;  // C_HALT reads as written: the debugger cleared it
-    dhcsr_ctrl_ |= ctrl & kCStep;
     if (pending_system_reset_) {
       pending_system_reset_ = false;
       env_.system_reset_request();
@@ -663,23 +662,8 @@ void CortexM::register_transfer(std::uint32_t dcrsr) {
     id = UC_ARM_REG_PC;
   } else if (regsel == 16) {
     id = UC_ARM_REG_XPSR;
-  } else if (regsel == 17) {
-    id = UC_ARM_REG_MSP;
-  } else if (regsel == 18) {
-    id = UC_ARM_REG_PSP;
-  } else if (regsel == 20) {
-    // CONTROL[31:24], FAULTMASK[23:16], BASEPRI[15:8], PRIMASK[7:0].
-    if (write) {
-      impl_->set_reg(UC_ARM_REG_PRIMASK, dcrdr_ & 1);
-      impl_->set_reg(UC_ARM_REG_BASEPRI, (dcrdr_ >> 8) & 0xFF);
-      impl_->set_reg(UC_ARM_REG_FAULTMASK, (dcrdr_ >> 16) & 1);
-      impl_->set_reg(UC_ARM_REG_CONTROL, (dcrdr_ >> 24) & (fpu ? 7 : 3));
-    } else {
-      dcrdr_ = (impl_->reg(UC_ARM_REG_PRIMASK) & 1) |
-               ((impl_->reg(UC_ARM_REG_BASEPRI) & 0xFF) << 8) |
-               ((impl_->reg(UC_ARM_REG_FAULTMASK) & 1) << 16) |
-               ((impl_->reg(UC_ARM_REG_CONTROL) & 7) << 24);
-    }
+  } else if (regsel == 17 || regsel == 18 || regsel == 20) {
+    special_register_transfer(regsel, write);
     return;
   } else if (fpu && regsel == 0x21) {
     id = UC_ARM_REG_FPSCR;
@@ -696,6 +680,37 @@ void CortexM::register_transfer(std::uint32_t dcrsr) {
     dcrdr_ = impl_->reg(id);
     if (id == UC_ARM_REG_XPSR) dcrdr_ |= 1u << 24;  // EPSR.T: the core only runs Thumb
   }
+}
+
+void CortexM::special_register_transfer(std::uint32_t regsel, bool write) {
+  // DCRSR transfers are debugger accesses and ignore the core's privilege (C1.6.3), but
+  // unicorn reaches these registers through its MSR/MRS logic, which obeys CONTROL.nPRIV.
+  // Handler mode is always privileged: enter it for the access and restore xPSR after.
+  const std::uint32_t xpsr = impl_->reg(UC_ARM_REG_XPSR);
+  impl_->set_reg(UC_ARM_REG_XPSR, (xpsr & ~0x1FFu) | 3);
+  const bool fpu = env_.chip.core != CoreKind::cortex_m3;
+  // STM32s implement 4 priority bits: BASEPRI[3:0] read as zero (PM0214 2.1.3).
+  if (regsel == 17 || regsel == 18) {
+    const int id = regsel == 17 ? UC_ARM_REG_MSP : UC_ARM_REG_PSP;
+    if (write) {
+      impl_->set_reg(id, dcrdr_ & ~3u);
+    } else {
+      dcrdr_ = impl_->reg(id);
+    }
+  } else if (write) {
+    // CONTROL[31:24], FAULTMASK[23:16], BASEPRI[15:8], PRIMASK[7:0].
+    impl_->set_reg(UC_ARM_REG_PRIMASK, dcrdr_ & 1);
+    impl_->set_reg(UC_ARM_REG_BASEPRI, (dcrdr_ >> 8) & 0xF0);
+    impl_->set_reg(UC_ARM_REG_FAULTMASK, (dcrdr_ >> 16) & 1);
+    impl_->set_reg(UC_ARM_REG_CONTROL, 0);
+  } else {
+    dcrdr_ = (impl_->reg(UC_ARM_REG_PRIMASK) & 1) | ((impl_->reg(UC_ARM_REG_BASEPRI) & 0xF0) << 8) |
+             ((impl_->reg(UC_ARM_REG_FAULTMASK) & 1) << 16) |
+             ((impl_->reg(UC_ARM_REG_CONTROL) & 7) << 24);
+  }
+  impl_->set_reg(UC_ARM_REG_XPSR, xpsr);
+  // SPSEL is only written in Thread mode, so CONTROL goes last, from privileged Thread mode.
+  if (write && regsel == 20) impl_->set_reg(UC_ARM_REG_CONTROL, (dcrdr_ >> 24) & (fpu ? 7 : 3));
 }
 
 std::uint32_t CortexM::dwt_read(std::uint32_t offset) {

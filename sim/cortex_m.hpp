@@ -83,6 +83,7 @@ class CortexM {
   void fpb_write(std::uint32_t offset, std::uint32_t value);
   void write_dhcsr(std::uint32_t value);
   void register_transfer(std::uint32_t dcrsr);
+  void special_register_transfer(std::uint32_t regsel, bool write);
   void halt(std::uint32_t dfsr_reason);
   void resume();
   bool breakpoint_at(std::uint32_t addr) const;
