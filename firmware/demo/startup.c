@@ -60,12 +60,14 @@ __attribute__((section(".isr_vector"), used)) const Vector demo_vectors[16] = {
 };
 
 static void fill_zero(uint32_t* p, const uint32_t* end) {
-  while (p < end) *p++ = 0;
+  while (p < end)
+    *p++ = 0;
 }
 
 void Reset_Handler(void) {
   const uint32_t* src = __data_load;
-  for (uint32_t* dst = __data_start; dst < __data_end;) *dst++ = *src++;
+  for (uint32_t* dst = __data_start; dst < __data_end;)
+    *dst++ = *src++;
   fill_zero(__bss_start, __bss_end);
   fill_zero(__demo_state_start, __demo_state_end);
   main();

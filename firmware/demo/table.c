@@ -14,8 +14,7 @@
 #define DEMO_R256(i) DEMO_R64(i), DEMO_R64((i) + 64), DEMO_R64((i) + 128), DEMO_R64((i) + 192)
 
 const uint32_t demo_table[DEMO_TABLE_WORDS] = {
-    DEMO_R256(0),   DEMO_R256(256),  DEMO_R256(512),
-    DEMO_R256(768), DEMO_R256(1024), DEMO_R256(1280),
+    DEMO_R256(0), DEMO_R256(256), DEMO_R256(512), DEMO_R256(768), DEMO_R256(1024), DEMO_R256(1280),
 };
 
 _Static_assert(sizeof demo_table == 6 * 1024, "demo_table must be 6 KiB");
