@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "usb_descriptors.hpp"
+
 namespace probefarm::sim {
 namespace {
 
@@ -13,29 +15,6 @@ constexpr std::uint8_t kStringInterface = 4;
 // interface string (CMSIS-DAP specification v2.1, "Firmware": interface string must
 // contain "CMSIS-DAP").
 constexpr const char* kInterfaceName = "CMSIS-DAP v2";
-
-void put16(std::vector<std::uint8_t>& v, std::uint16_t x) {
-  v.push_back(static_cast<std::uint8_t>(x));
-  v.push_back(static_cast<std::uint8_t>(x >> 8));
-}
-
-// USB 2.0 9.6.6 Table 9-13: bulk endpoint, bInterval 0 (bulk never NAK-limits OUT here).
-void put_bulk_endpoint(std::vector<std::uint8_t>& v, std::uint8_t address, std::uint16_t mps) {
-  v.insert(v.end(), {7, 5, address, 0x02});
-  put16(v, mps);
-  v.push_back(0);
-}
-
-std::vector<std::uint8_t> ascii_string_descriptor(std::string_view s) {
-  // USB 2.0 9.6.7: UNICODE (UTF-16LE) string, bLength counts the 2-byte header.
-  std::vector<std::uint8_t> d;
-  std::size_t n = std::min<std::size_t>(s.size(), 126);
-  d.push_back(static_cast<std::uint8_t>(2 + 2 * n));
-  d.push_back(3);
-  for (std::size_t i = 0; i < n; ++i)
-    put16(d, static_cast<std::uint8_t>(s[i]));
-  return d;
-}
 
 }  // namespace
 
@@ -53,14 +32,7 @@ UsbCmsisDapV2::~UsbCmsisDapV2() = default;
 std::vector<std::uint8_t> UsbCmsisDapV2::device_descriptor() const {
   // USB 2.0 9.6.1 Table 9-8. bcdUSB 2.00: a 2.10 device would have to serve a BOS
   // descriptor, which this model does not need.
-  std::vector<std::uint8_t> d{18, 1};
-  put16(d, 0x0200);
-  d.insert(d.end(), {0x00, 0x00, 0x00, 64});  // class per interface; EP0 64 bytes (5.5.3)
-  put16(d, kVendorId);
-  put16(d, kProductId);
-  put16(d, 0x0100);  // bcdDevice
-  d.insert(d.end(), {kStringManufacturer, kStringProduct, kStringSerial, 1});
-  return d;
+  return usb::device_descriptor(0x0200, 0x00, kVendorId, kProductId, 0x0100);
 }
 
 std::vector<std::uint8_t> UsbCmsisDapV2::config_descriptor() const {
@@ -69,25 +41,24 @@ std::vector<std::uint8_t> UsbCmsisDapV2::config_descriptor() const {
   d.insert(d.end(), {9, 4, 0, 0, 2, 0xFF, 0x00, 0x00, kStringInterface});
   // The CMSIS-DAP v2 endpoint order is fixed: OUT first, then IN (CMSIS-DAP v2.1,
   // "Firmware" > "Endpoint configuration").
-  put_bulk_endpoint(d, kEpOut, kMaxPacket);
-  put_bulk_endpoint(d, kEpIn, kMaxPacket);
-  d[2] = static_cast<std::uint8_t>(d.size());
-  d[3] = static_cast<std::uint8_t>(d.size() >> 8);
+  usb::put_endpoint(d, kEpOut, 0x02, kMaxPacket, 0);
+  usb::put_endpoint(d, kEpIn, 0x02, kMaxPacket, 0);
+  usb::finish_config(d);
   return d;
 }
 
 std::vector<std::uint8_t> UsbCmsisDapV2::string_descriptor(std::uint8_t index) const {
   switch (index) {
     case 0:
-      return {4, 3, 0x09, 0x04};  // LANGID table: 0x0409 English (US)
+      return usb::langid_descriptor();
     case kStringManufacturer:
-      return ascii_string_descriptor(config_.vendor);
+      return usb::ascii_string_descriptor(config_.vendor);
     case kStringProduct:
-      return ascii_string_descriptor(config_.product);
+      return usb::ascii_string_descriptor(config_.product);
     case kStringSerial:
-      return ascii_string_descriptor(config_.serial);
+      return usb::ascii_string_descriptor(config_.serial);
     case kStringInterface:
-      return ascii_string_descriptor(kInterfaceName);
+      return usb::ascii_string_descriptor(kInterfaceName);
     default:
       return {};
   }
