@@ -15,9 +15,9 @@
 
 #include "board.hpp"
 #include "chip.hpp"
+#include "probe_factory.hpp"
 #include "server.hpp"
 #include "sim_protocol.hpp"
-#include "usb_cmsis_dap_v2.hpp"
 
 namespace fs = std::filesystem;
 namespace sim = probefarm::sim;
@@ -109,19 +109,14 @@ BoardSpec parse_board(const std::string& spec, std::size_t index) {
       known += std::string(known.empty() ? "" : ", ") + std::string(c.name);
     usage_error("unknown chip '" + chip_name + "' (valid: " + known + ")");
   }
-  static const std::set<std::string> kLater = {"cmsis-dap-v1", "stlink-v2", "stlink-v2-1",
-                                               "stlink-v3"};
-  if (kLater.count(probe))
-    usage_error("probe '" + probe + "' is not implemented yet (valid: cmsis-dap-v2)");
-  if (probe != "cmsis-dap-v2")
-    usage_error(
-        "unknown probe '" + probe +
-        "' (valid: cmsis-dap-v2; planned: cmsis-dap-v1, stlink-v2, stlink-v2-1, stlink-v3)");
-  if (serial.empty()) {
-    char nn[8];
-    std::snprintf(nn, sizeof(nn), "%02zu", index + 1);
-    serial = "PFSIM" + std::string(nn) + std::string(chip->part.substr(5));
+  bool known_probe = false;
+  std::string kinds;
+  for (auto k : sim::probe_kinds()) {
+    known_probe |= probe == k;
+    kinds += std::string(kinds.empty() ? "" : ", ") + std::string(k);
   }
+  if (!known_probe) usage_error("unknown probe '" + probe + "' (valid: " + kinds + ")");
+  if (serial.empty()) serial = sim::default_probe_serial(probe, *chip, index);
   for (char ch : serial)
     if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_')
       usage_error("serial '" + serial + "': use letters, digits, '-' and '_' only");
@@ -289,7 +284,7 @@ int run_serve(Args& a) {
           *specs[i].chip, sim::BoardOptions{.serial = specs[i].serial,
                                             .uid_seed = static_cast<std::uint32_t>(i + 1),
                                             .state_dir = dir});
-      auto usb = std::make_unique<sim::UsbCmsisDapV2>(*board);
+      auto usb = sim::make_probe(specs[i].probe, *board);
       server.add_device(std::move(usb), std::move(board));
     }
     server.listen();
