@@ -38,6 +38,41 @@ void store_le(std::uint8_t* p, std::uint32_t v, unsigned size) {
     p[i] = static_cast<std::uint8_t>(v >> (8 * i));
 }
 
+// The registers behind the SWD-OFF board option (firmware/demo/swd_pins.c): the one that
+// decides whether PA13/PA14 are SWDIO/SWCLK, and the input register of the jumper (PC13).
+struct PinMux {
+  std::uint32_t swd_reg;
+  std::uint32_t swd_reg_reset;
+  std::uint32_t jumper_idr;
+  bool afio;  // F1: the SWJ_CFG field of AFIO_MAPR, not GPIO modes, releases the pins
+};
+
+PinMux pin_mux_for(const ChipInfo& chip) {
+  switch (chip.flash_style) {
+    case FlashStyle::f1:
+      if (chip.name == std::string_view{"stm32f303vc"}) {
+        // RM0316 11.4.1 GPIOA_MODER reset 0xA8000000 (PA13-PA15 alternate function),
+        // 11.4.6 GPIOC_IDR at 0x48000810.
+        return {0x48000000, 0xA8000000, 0x48000810, false};
+      }
+      // RM0008 9.4.2 AFIO_MAPR at 0x40010004 (reset 0), 9.2.3 GPIOC_IDR at 0x40011008.
+      return {0x40010004, 0, 0x40011008, true};
+    case FlashStyle::f4:
+    case FlashStyle::f7:
+      // RM0090 8.4.1 / RM0385 6.4.1 GPIOA_MODER reset 0xA8000000, GPIOC_IDR 0x40020810.
+      return {0x40020000, 0xA8000000, 0x40020810, false};
+  }
+  return {};
+}
+
+// True if `value` in the pin-mux register takes PA13/PA14 away from the SW-DP.
+bool releases_swd_pins(const PinMux& mux, std::uint32_t value) {
+  // RM0008 9.4.2: SWJ_CFG = 100 disables JTAG-DP and SW-DP.
+  if (mux.afio) return ((value >> 24) & 7) == 4;
+  // MODER: anything but alternate function (10) on PA13 or PA14.
+  return ((value >> 26) & 3) != 2 || ((value >> 28) & 3) != 2;
+}
+
 // FNV-1a: a stable hash so that a board's unique ID depends on its serial.
 std::uint32_t fnv1a(std::string_view s) {
   std::uint32_t h = 2166136261u;
@@ -80,6 +115,8 @@ struct Board::Impl {
   std::unique_ptr<CortexM> core;
   std::unordered_map<std::uint32_t, std::uint32_t> peripheral_store;  // unmodelled registers
   std::uint32_t dbgmcu[4] = {};
+  PinMux pin_mux{};
+  bool swd_pins_released = false;
   bool nrst = false;
 };
 
@@ -145,6 +182,8 @@ Board::Board(const ChipInfo& chip, BoardOptions options)
   core.map_io(kPeripheralBase, kPeripheralEnd - kPeripheralBase, io_read, io_write);
   core.map_io(kPpbBase, kPpbEnd - kPpbBase, io_read, io_write);
 
+  m.pin_mux = pin_mux_for(chip);
+  reset_peripherals();
   m.flash_controller->reset();
   m.core->core_reset();
 }
@@ -175,7 +214,7 @@ void Board::set_nrst(bool asserted) {
     // the core in reset until it is released.
     impl_->flash_controller->reset();
     impl_->rcc->reset();
-    impl_->peripheral_store.clear();
+    reset_peripherals();
   }
   impl_->core->set_reset_held(asserted);
 }
@@ -186,25 +225,60 @@ bool Board::nrst_asserted() const {
 
 void Board::advance(Picoseconds dt) {
   const Picoseconds until = clock_.now() + dt;
-  impl_->core->run_until(until);
+  if (powered_) impl_->core->run_until(until);
   clock_.advance_to(until);
 }
 
 void Board::system_reset() {
   impl_->flash_controller->reset();
   impl_->rcc->reset();
-  impl_->peripheral_store.clear();
+  reset_peripherals();
   if (!impl_->nrst) impl_->core->core_reset();
 }
 
-void Board::power_cycle() {
+void Board::reset_peripherals() {
+  Impl& m = *impl_;
+  m.peripheral_store.clear();
+  m.peripheral_store[m.pin_mux.swd_reg] = m.pin_mux.swd_reg_reset;
+  m.peripheral_store[m.pin_mux.jumper_idr] = options_.swd_off_jumper ? 0 : 1u << 13;
+  m.swd_pins_released = false;
+  update_swd_pins();
+}
+
+void Board::update_swd_pins() {
+  impl_->dp->set_pins_connected(powered_ && !impl_->swd_pins_released);
+}
+
+bool Board::swd_pins_connected() const {
+  return powered_ && !impl_->swd_pins_released;
+}
+
+void Board::set_swd_off_jumper(bool fitted) {
+  options_.swd_off_jumper = fitted;
+  impl_->peripheral_store[impl_->pin_mux.jumper_idr] = fitted ? 0 : 1u << 13;
+}
+
+void Board::set_powered(bool on) {
+  if (on == powered_) return;
+  powered_ = on;
+  update_swd_pins();
+  if (!on) {
+    save_state();
+    return;
+  }
+  // Power-on reset: SRAM comes up with undefined contents (zeros here), the debug domain
+  // and the whole system are reset.
   for (auto& r : impl_->ram)
     std::fill(r.begin(), r.end(), 0);
   std::fill(std::begin(impl_->dbgmcu), std::end(impl_->dbgmcu), 0);
   impl_->dp->power_on_reset();
   impl_->core->debug_power_on_reset();
   system_reset();
-  save_state();
+}
+
+void Board::power_cycle() {
+  set_powered(false);
+  set_powered(true);
 }
 
 void Board::save_state() const {
@@ -291,6 +365,10 @@ BusResponse Board::write(std::uint32_t addr, std::uint32_t value, unsigned size)
   if (addr >= kPeripheralBase && addr < kPeripheralEnd) {
     auto& word = m.peripheral_store[addr & ~3u];
     word = merge(word);
+    if ((addr & ~3u) == m.pin_mux.swd_reg) {
+      m.swd_pins_released = releases_swd_pins(m.pin_mux, word);
+      update_swd_pins();
+    }
     return {};
   }
   if (inside(addr, kDbgmcuBase, 0x10)) {

@@ -20,6 +20,9 @@ struct BoardOptions {
   std::string serial;               // the probe serial this board is attached to
   std::uint32_t uid_seed = 0;       // makes the 96-bit unique ID distinct per board
   std::filesystem::path state_dir;  // empty: flash and option bytes live only in memory
+  // The SWD-OFF jumper: the demo firmware reads it (PC13 low) at startup and turns the
+  // SWD pins into GPIOs (firmware/demo/swd_pins.c).
+  bool swd_off_jumper = false;
 };
 
 class Board final : public TargetPort, public DebugBus {
@@ -46,9 +49,18 @@ class Board final : public TargetPort, public DebugBus {
   BusResponse read(std::uint32_t addr, unsigned size) override;
   BusResponse write(std::uint32_t addr, std::uint32_t value, unsigned size) override;
 
-  // Removes and restores power: RAM and core state are lost, flash and option bytes
-  // survive.
+  // Target supply. Off: the core stops, the debug port answers nothing and VTref reads
+  // 0 V. On again: a power-on reset; RAM and core state are lost, flash and option bytes
+  // survive (and are saved to the state directory).
+  void set_powered(bool on);
+  bool powered() const { return powered_; }
+  // Removes and restores power.
   void power_cycle();
+  // Fits or removes the SWD-OFF jumper; firmware sees it when it next samples PC13.
+  void set_swd_off_jumper(bool fitted);
+  bool swd_off_jumper() const { return options_.swd_off_jumper; }
+  // False while firmware has taken PA13/PA14 away from the SW-DP.
+  bool swd_pins_connected() const;
   // A system reset as nRST or AIRCR.SYSRESETREQ cause it.
   void system_reset();
 
@@ -63,6 +75,10 @@ class Board final : public TargetPort, public DebugBus {
 
  private:
   struct Impl;
+  // Peripheral registers back to their reset values, SWD pins back to SWDIO/SWCLK.
+  void reset_peripherals();
+  void update_swd_pins();
+
   const ChipInfo& chip_;
   BoardOptions options_;
   VirtualClock clock_;

@@ -30,9 +30,10 @@ const char* const kHelp =
     R"HELP(probefarm-sim: simulated STM32 boards behind simulated USB debug probes.
 
 Usage:
-  probefarm-sim --socket PATH [--state-dir DIR] [--time-scale X] --board CHIP:PROBE[:SERIAL]...
+  probefarm-sim --socket PATH [--state-dir DIR] [--time-scale X] [--swd-off SERIAL]...
+                --board CHIP:PROBE[:SERIAL]...
   probefarm-sim env --socket PATH
-  probefarm-sim ctl --socket PATH stats
+  probefarm-sim ctl --socket PATH COMMAND...
   probefarm-sim --help
 
 Serve (default command):
@@ -40,9 +41,14 @@ Serve (default command):
   --board CHIP:PROBE[:SERIAL]
                         Add a board; repeat for more boards.
                         CHIP:  stm32f103c8 | stm32f303vc | stm32f407vg | stm32f746ng
-                        PROBE: cmsis-dap-v2
+                        PROBE: cmsis-dap-v1 | cmsis-dap-v2 | stlink-v2 | stlink-v2-1 |
+                               stlink-v3
                         SERIAL defaults to PFSIM<NN><part>, NN the 1-based board index,
-                        e.g. PFSIM01F103C8.
+                        e.g. PFSIM01F103C8. An ST-Link V2 reports its serial as 12
+                        binary bytes, so its SERIAL is 24 hex digits.
+  --swd-off SERIAL      Fit that board's SWD-OFF jumper: its demo firmware turns the SWD
+                        pins into GPIOs right after reset, and only a debugger that
+                        connects under reset (nRST held) can reach it.
   --state-dir DIR       Keep each board's flash and option bytes in DIR/<serial>, saved
                         when a client disconnects and on shutdown. Default: memory only.
   --time-scale X        0 (default): virtual time advances only with USB traffic.
@@ -52,7 +58,18 @@ Serve (default command):
 
 env --socket PATH       Print shell lines that point programs using libusb at the
                         simulator (stand-in libusb-1.0.so.0 and PROBEFARM_SIM_SOCKET).
-ctl --socket PATH stats Print counters and virtual time of every board as JSON.
+ctl --socket PATH COMMAND
+  stats                 Counters, virtual time and state of every board, as JSON.
+  unplug SERIAL         Unplug the probe: open handles fail with "no device", it leaves
+                        the device list. replug SERIAL brings it back (new address).
+  fault SERIAL drop|stall|garble N
+                        The next N USB transfers that carry data are lost (the host's
+                        read times out), answer STALL, or arrive with every byte
+                        inverted. N = 0 clears.
+  wait SERIAL N         The target answers WAIT to the next N SWD accesses.
+  power SERIAL off|on|cycle
+                        Target power. Flash and option bytes are kept, RAM is lost.
+  swd-off SERIAL on|off Fit or remove the SWD-OFF jumper (takes effect at next reset).
 
 Examples:
   probefarm-sim --socket /tmp/pfsim.sock --board stm32f407vg:cmsis-dap-v2 &
@@ -191,7 +208,8 @@ int run_ctl(Args& a) {
   std::string command;
   for (; !a.done(); ++a.i)
     command += (command.empty() ? "" : " ") + a.v[a.i];
-  if (command.empty()) usage_error("ctl: missing command (known: stats)");
+  if (command.empty())
+    usage_error("ctl: missing command (stats, unplug, replug, fault, wait, power, swd-off)");
 
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -242,6 +260,7 @@ int run_serve(Args& a) {
   std::string state_dir;
   double time_scale = 0;
   std::vector<std::string> board_args;
+  std::set<std::string> swd_off;
   while (!a.done()) {
     if (auto s = a.value_of("--socket")) {
       socket = s;
@@ -255,6 +274,8 @@ int run_serve(Args& a) {
       } catch (const std::exception&) {
         usage_error("--time-scale '" + *t + "': expected a number >= 0");
       }
+    } else if (auto o = a.value_of("--swd-off")) {
+      swd_off.insert(*o);
     } else if (auto b = a.value_of("--board")) {
       board_args.push_back(*b);
     } else {
@@ -271,6 +292,8 @@ int run_serve(Args& a) {
     if (!serials.insert(specs.back().serial).second)
       usage_error("serial '" + specs.back().serial + "' is used by two boards");
   }
+  for (const auto& s : swd_off)
+    if (!serials.count(s)) usage_error("--swd-off " + s + ": no --board has that serial");
 
   sim::SimServer server({.socket_path = *socket, .time_scale = time_scale});
   try {
@@ -283,7 +306,8 @@ int run_serve(Args& a) {
       auto board = std::make_unique<sim::Board>(
           *specs[i].chip, sim::BoardOptions{.serial = specs[i].serial,
                                             .uid_seed = static_cast<std::uint32_t>(i + 1),
-                                            .state_dir = dir});
+                                            .state_dir = dir,
+                                            .swd_off_jumper = swd_off.count(specs[i].serial) > 0});
       auto usb = sim::make_probe(specs[i].probe, *board);
       server.add_device(std::move(usb), std::move(board));
     }

@@ -6,11 +6,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
+
+#include "sw_dp.hpp"
 
 namespace probefarm::sim {
 namespace {
@@ -68,7 +71,8 @@ SimServer::~SimServer() {
 std::uint32_t SimServer::add_device(std::unique_ptr<UsbDevice> device,
                                     std::unique_ptr<Board> board) {
   Device d;
-  d.id = static_cast<std::uint32_t>(devices_.size() + 1);
+  d.id = next_device_id_++;
+  d.port = static_cast<std::uint8_t>(devices_.size() + 1);
   d.board = std::move(board);
   d.usb = std::move(device);
   devices_.push_back(std::move(d));
@@ -105,15 +109,62 @@ void SimServer::request_stop() {
 }
 
 SimServer::Device* SimServer::find_device(std::uint32_t id) {
-  if (id == 0 || id > devices_.size()) return nullptr;
-  return &devices_[id - 1];
+  for (auto& d : devices_)
+    if (d.present && d.id == id) return &d;
+  return nullptr;
+}
+
+SimServer::Device& SimServer::device_by_serial(const std::string& serial) {
+  std::string known;
+  for (auto& d : devices_) {
+    if (d.usb->serial() == serial) return d;
+    known += (known.empty() ? "" : ", ") + d.usb->serial();
+  }
+  throw std::runtime_error("no probe with serial '" + serial + "' (known: " + known + ")");
+}
+
+void SimServer::unplug(Device& d) {
+  // Like a real unplug: every handle on the device goes stale (the stand-in reports
+  // LIBUSB_ERROR_NO_DEVICE), claims vanish, the probe loses power and lets go of nRST.
+  for (auto& [id, c] : clients_) {
+    release_claims(c, d);
+    c.opened.erase(d.id);
+    c.touched.erase(d.id);
+  }
+  d.present = false;
+  d.faults = {};
+  d.configuration = 1;
+  d.usb->power_lost();
+  if (d.board) {
+    d.board->set_nrst(false);
+    d.board->save_state();
+  }
+}
+
+bool SimServer::take_stall(Device& d) {
+  if (d.faults.stall == 0) return false;
+  --d.faults.stall;
+  return true;
+}
+
+bool SimServer::damage(Device& d, std::vector<std::uint8_t>& data) {
+  if (d.faults.drop > 0) {
+    --d.faults.drop;
+    return false;
+  }
+  if (d.faults.garble > 0) {
+    --d.faults.garble;
+    for (auto& b : data)
+      b = static_cast<std::uint8_t>(~b);
+  }
+  return true;
 }
 
 void SimServer::run() {
   if (listen_fd_ < 0) listen();
   wall_start_ = WallClock::now();
   for (auto& d : devices_)
-    if (d.board) virtual_start_[d.id] = d.board->now();
+    if (d.board) d.virtual_start = d.board->now();
 
   std::vector<pollfd> fds;
   std::vector<int> ids;
@@ -279,8 +330,7 @@ SimServer::WallClock::duration SimServer::ahead_of_wall(Board& board) const {
   double target = wall_ps * options_.time_scale;
   double elapsed = 0;
   for (const auto& d : devices_)
-    if (d.board.get() == &board)
-      elapsed = static_cast<double>(board.now() - virtual_start_.at(d.id));
+    if (d.board.get() == &board) elapsed = static_cast<double>(board.now() - d.virtual_start);
   double ahead_ps = (elapsed - target) / options_.time_scale;
   if (ahead_ps <= 0) return WallClock::duration::zero();
   return std::chrono::duration_cast<WallClock::duration>(
@@ -292,7 +342,7 @@ void SimServer::pace_idle() {
   auto target = static_cast<Picoseconds>(wall_ps * options_.time_scale);
   for (auto& d : devices_) {
     if (!d.board) continue;
-    Picoseconds want = virtual_start_[d.id] + target;
+    Picoseconds want = d.virtual_start + target;
     if (d.board->now() < want) d.board->advance(want - d.board->now());
   }
 }
@@ -308,6 +358,9 @@ Status SimServer::transfer_access(Client& c, Device& d) {
 Status SimServer::standard_control(Device& d, const UsbSetup& s, std::vector<std::uint8_t>& data) {
   // USB 2.0 9.4, Table 9-4 request codes.
   const bool in = s.request_type & 0x80;
+  // Requests to an interface that are not answered here (class descriptors such as HID
+  // 1.11 7.1.1's HID and report descriptors) belong to the device model.
+  const bool to_interface = (s.request_type & 0x1F) == 1;  // USB 2.0 9.3.1 Recipient
   switch (s.request) {
     case 0x00:  // GET_STATUS: self/remote-wakeup or halt bits, all clear
       data.assign(2, 0);
@@ -330,7 +383,8 @@ Status SimServer::standard_control(Device& d, const UsbSetup& s, std::vector<std
           data = d.usb->string_descriptor(static_cast<std::uint8_t>(s.value));
           break;
         default:
-          return Status::stall;
+          if (!to_interface) return Status::stall;
+          if (Status st = to_status(d.usb->control(s, data)); st != Status::ok) return st;
       }
       if (data.empty()) return Status::stall;
       break;
@@ -350,7 +404,7 @@ Status SimServer::standard_control(Device& d, const UsbSetup& s, std::vector<std
       data.clear();
       return s.value == 0 ? Status::ok : Status::stall;
     default:
-      return Status::stall;
+      return to_interface ? to_status(d.usb->control(s, data)) : Status::stall;
   }
   if (data.size() > s.length) data.resize(s.length);
   return Status::ok;
@@ -379,13 +433,16 @@ std::vector<std::uint8_t> SimServer::handle(Client& c, const protocol::Header& h
       return protocol::finish_frame(w);
     case Op::list_devices: {
       w.u8(0);
-      w.u32(static_cast<std::uint32_t>(devices_.size()));
+      w.u32(static_cast<std::uint32_t>(
+          std::count_if(devices_.begin(), devices_.end(), [](auto& d) { return d.present; })));
       for (auto& d : devices_) {
+        if (!d.present) continue;
         protocol::DeviceInfo info;
         info.id = d.id;
         info.bus = 1;
-        info.address = static_cast<std::uint8_t>(d.id + 1);  // address 1 is the root hub
-        info.port_path = {static_cast<std::uint8_t>(d.id)};
+        // USB 2.0 9.1.2: addresses 1-127; 1 is the root hub here. A replug gets a new one.
+        info.address = static_cast<std::uint8_t>(2 + (d.id - 1) % 126);
+        info.port_path = {d.port};
         info.speed =
             d.usb->speed() == UsbSpeed::high ? protocol::Speed::high : protocol::Speed::full;
         info.device_descriptor = d.usb->device_descriptor();
@@ -469,7 +526,15 @@ std::vector<std::uint8_t> SimServer::handle(Client& c, const protocol::Header& h
       if (!r.ok()) return reply(Status::bad_request);
       if (st != Status::ok) return reply(st);
       if (Status a = transfer_access(c, *d); a != Status::ok) return reply(a);
-      UsbStatus us = h.op == Op::out ? d->usb->out(ep, data) : d->usb->in(ep, max_length, data);
+      if (take_stall(*d)) return reply(Status::stall);
+      UsbStatus us = UsbStatus::ok;
+      if (h.op == Op::out) {
+        std::vector<std::uint8_t> arrived = data;
+        if (damage(*d, arrived)) us = d->usb->out(ep, arrived);
+      } else {
+        us = d->usb->in(ep, max_length, data);
+        if (us == UsbStatus::ok && !damage(*d, data)) us = UsbStatus::nak;
+      }
       if (us != UsbStatus::ok) return reply(to_status(us));
       if (options_.time_scale > 0 && d->board) {
         auto ahead = ahead_of_wall(*d->board);
@@ -516,7 +581,97 @@ std::string SimServer::ctl(const std::string& command) {
   std::string verb;
   in >> verb;
   if (verb == "stats") return stats_json();
-  throw std::runtime_error("unknown ctl command '" + verb + "' (known: stats)");
+  static const char* const kUsage =
+      "ctl commands: stats | unplug SERIAL | replug SERIAL | "
+      "fault SERIAL drop|stall|garble N | wait SERIAL N | power SERIAL off|on|cycle | "
+      "swd-off SERIAL on|off";
+  if (verb != "unplug" && verb != "replug" && verb != "fault" && verb != "wait" &&
+      verb != "power" && verb != "swd-off")
+    throw std::runtime_error("unknown ctl command '" + verb + "' (" + kUsage + ")");
+  std::string serial;
+  if (!(in >> serial)) throw std::runtime_error(verb + ": missing SERIAL (" + kUsage + ")");
+  Device& d = device_by_serial(serial);
+  // The remaining arguments: exactly `n` words.
+  std::vector<std::string> args;
+  for (std::string a; in >> a;)
+    args.push_back(a);
+  auto expect = [&](std::size_t n, const char* form) {
+    if (args.size() != n) throw std::runtime_error("usage: " + verb + " SERIAL " + form);
+  };
+  auto count = [&](const std::string& text, const char* form) {
+    std::size_t used = 0;
+    unsigned long n = 0;
+    try {
+      n = std::stoul(text, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != text.size() || n > 1'000'000'000)
+      throw std::runtime_error("usage: " + verb + " SERIAL " + form + " ('" + text +
+                               "' is not a count)");
+    return static_cast<unsigned>(n);
+  };
+  auto need_board = [&]() -> Board& {
+    if (!d.board) throw std::runtime_error(verb + ": probe " + serial + " has no board");
+    return *d.board;
+  };
+
+  if (verb == "unplug") {
+    expect(0, "");
+    if (!d.present) return serial + " is already unplugged\n";
+    unplug(d);
+    return serial + " unplugged\n";
+  }
+  if (verb == "replug") {
+    expect(0, "");
+    if (d.present) return serial + " is already plugged in\n";
+    d.id = next_device_id_++;
+    d.present = true;
+    return serial + " plugged in again\n";
+  }
+  if (verb == "fault") {
+    const char* form = "drop|stall|garble N";
+    expect(2, form);
+    const unsigned n = count(args[1], form);
+    if (args[0] == "drop") {
+      d.faults.drop = n;
+    } else if (args[0] == "stall") {
+      d.faults.stall = n;
+    } else if (args[0] == "garble") {
+      d.faults.garble = n;
+    } else {
+      throw std::runtime_error("usage: fault SERIAL " + std::string(form));
+    }
+    return serial + ": the next " + std::to_string(n) + " USB transfers will " +
+           (args[0] == "drop"    ? "be lost"
+            : args[0] == "stall" ? "stall"
+                                 : "arrive garbled") +
+           "\n";
+  }
+  if (verb == "wait") {
+    expect(1, "N");
+    const unsigned n = count(args[0], "N");
+    need_board().swd().inject_wait(n);
+    return serial + ": the next " + std::to_string(n) + " SWD accesses are answered WAIT\n";
+  }
+  if (verb == "power") {
+    expect(1, "off|on|cycle");
+    Board& b = need_board();
+    if (args[0] == "cycle") {
+      b.power_cycle();
+    } else if (args[0] == "on" || args[0] == "off") {
+      b.set_powered(args[0] == "on");
+    } else {
+      throw std::runtime_error("usage: power SERIAL off|on|cycle");
+    }
+    return serial + ": target power " + (b.powered() ? "on" : "off") + "\n";
+  }
+  // swd-off
+  expect(1, "on|off");
+  if (args[0] != "on" && args[0] != "off") throw std::runtime_error("usage: swd-off SERIAL on|off");
+  need_board().set_swd_off_jumper(args[0] == "on");
+  return serial + ": SWD-OFF jumper " + (args[0] == "on" ? "fitted" : "removed") +
+         "; the firmware reads it after the next reset\n";
 }
 
 std::string SimServer::stats_json() const {
@@ -540,6 +695,12 @@ std::string SimServer::stats_json() const {
       b["mass_erases"] = k.mass_erases;
     } else {
       b["chip"] = nullptr;
+    }
+    b["present"] = d.present;
+    if (d.board) {
+      b["powered"] = d.board->powered();
+      b["swd_off_jumper"] = d.board->swd_off_jumper();
+      b["swd_pins_connected"] = d.board->swd_pins_connected();
     }
     b["claimed"] = d.owner != 0;
     boards.push_back(std::move(b));

@@ -57,8 +57,20 @@ class SimServer {
  private:
   using WallClock = std::chrono::steady_clock;
 
+  // Faults injected through ctl into the next bulk/interrupt transfers that move data.
+  struct UsbFaults {
+    unsigned drop = 0;    // the data is lost: an OUT never reaches the probe, an IN's
+                          // response vanishes; the host sees its IN time out
+    unsigned stall = 0;   // the endpoint answers STALL; nothing is delivered or consumed
+    unsigned garble = 0;  // every byte of the data arrives inverted
+  };
+
   struct Device {
-    std::uint32_t id = 0;
+    std::uint32_t id = 0;           // changes on every replug, like a USB device address
+    std::uint8_t port = 0;          // root-hub port, fixed
+    bool present = true;            // false while unplugged
+    Picoseconds virtual_start = 0;  // board time when serving started (pacing)
+    UsbFaults faults;
     std::unique_ptr<Board> board;  // declared before `usb`: destroyed after it
     std::unique_ptr<UsbDevice> usb;
     int owner = 0;  // client id holding the claim, 0 if none
@@ -78,7 +90,13 @@ class SimServer {
     std::vector<std::uint8_t> held;
   };
 
-  Device* find_device(std::uint32_t id);
+  Device* find_device(std::uint32_t id);  // present devices only
+  Device& device_by_serial(const std::string& serial);
+  void unplug(Device& d);
+  // Consumes one pending stall fault: true if this transfer must answer STALL.
+  bool take_stall(Device& d);
+  // Applies pending drop/garble faults to data that crossed the bus; false if it was lost.
+  bool damage(Device& d, std::vector<std::uint8_t>& data);
   void accept_clients();
   bool read_client(Client& c);   // false: disconnect
   bool flush_client(Client& c);  // false: disconnect
@@ -104,7 +122,7 @@ class SimServer {
   int wake_pipe_[2] = {-1, -1};
   std::atomic<bool> stop_{false};
   WallClock::time_point wall_start_{};
-  std::map<std::uint32_t, Picoseconds> virtual_start_;  // per device with a board
+  std::uint32_t next_device_id_ = 1;
 };
 
 }  // namespace probefarm::sim

@@ -72,6 +72,7 @@ class SwDpImpl final : public SwDp {
       : chip_(chip), clock_(clock), ap_(chip.ap_idr, bus, ahb_ap_increment_block(chip)) {}
 
   void sequence(const std::uint8_t* bits, unsigned count) override {
+    if (!pins_connected_) return;
     for (unsigned i = 0; i < count; ++i)
       push_bit((bits[i / 8] >> (i % 8)) & 1);
   }
@@ -93,6 +94,9 @@ class SwDpImpl final : public SwDp {
     pending_is_read_ = false;
     ap_.reset();
   }
+
+  void set_pins_connected(bool connected) override { pins_connected_ = connected; }
+  void inject_wait(unsigned packets) override { injected_waits_ = packets; }
 
   bool debug_powered() const override { return (ctrl_stat_ & kCdbgPwrUpAck) != 0; }
 
@@ -178,6 +182,8 @@ class SwDpImpl final : public SwDp {
   std::uint32_t resend_ = 0;  // data returned by the last AP or RDBUFF read
   Picoseconds busy_until_ = 0;
   bool pending_is_read_ = false;
+  bool pins_connected_ = true;
+  unsigned injected_waits_ = 0;
 };
 
 void SwDpImpl::push_bit(bool bit) {
@@ -225,7 +231,7 @@ SwdResult SwDpImpl::transfer(bool ap, bool read, unsigned addr, std::uint32_t wd
   history_len_ = 0;
   ones_ = 0;
   addr &= 0xC;
-  if (mode_ != Mode::swd) return {};  // nobody drives SWDIO
+  if (!pins_connected_ || mode_ != Mode::swd) return {};  // nobody drives SWDIO
   switch (link_) {
     case Link::needs_line_reset:
     case Link::locked_out:
@@ -252,6 +258,10 @@ SwdResult SwDpImpl::transfer(bool ap, bool read, unsigned addr, std::uint32_t wd
   // every DP read at 0x4 (the DPv2 identification/status banks).
   bool exempt = !ap && ((read && (addr == 0x0 || addr == 0x4)) || (!read && addr == 0x0));
   if (!exempt) {
+    if (injected_waits_ > 0) {
+      --injected_waits_;
+      return ack(SwdAck::wait);
+    }
     // CTRL/STAT.READOK reflects whether the last AP or RDBUFF read was answered OK.
     bool posted_read = read && (ap || addr == 0xC);
     if (ap_.in_progress() && !complete_pending()) {

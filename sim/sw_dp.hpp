@@ -42,6 +42,15 @@ class SwDp {
   // Power-on reset of the debug domain (board power cycle).
   virtual void power_on_reset() = 0;
 
+  // Whether SWDIO/SWCLK reach the DP: false while the target is unpowered or firmware has
+  // turned the pins into GPIOs. Meanwhile packets are unanswered and sequences are lost;
+  // the DP keeps its state, as its debug domain does on silicon.
+  virtual void set_pins_connected(bool connected) = 0;
+
+  // Fault injection: the next `packets` packets that could be answered WAIT (anything but
+  // the always-accepted DPIDR/CTRL-STAT reads and ABORT writes) are answered WAIT.
+  virtual void inject_wait(unsigned packets) = 0;
+
   // CTRL/STAT CDBGPWRUPACK: debug domain powered, so the core's debug logic is usable.
   virtual bool debug_powered() const = 0;
 };

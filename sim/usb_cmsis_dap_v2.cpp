@@ -64,6 +64,11 @@ std::vector<std::uint8_t> UsbCmsisDapV2::string_descriptor(std::uint8_t index) c
   }
 }
 
+void UsbCmsisDapV2::power_lost() {
+  responses_.clear();
+  engine_ = make_cmsis_dap_engine(board_, config_);
+}
+
 UsbStatus UsbCmsisDapV2::control(const UsbSetup&, std::vector<std::uint8_t>&) {
   // CMSIS-DAP v2 defines no class or vendor requests (MS OS 2.0 descriptors for WinUSB
   // would be one, and they are not needed off Windows).

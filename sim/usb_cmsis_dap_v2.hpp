@@ -33,6 +33,7 @@ class UsbCmsisDapV2 final : public UsbDevice {
   UsbStatus control(const UsbSetup& setup, std::vector<std::uint8_t>& data) override;
   UsbStatus out(std::uint8_t ep, std::span<const std::uint8_t> data) override;
   UsbStatus in(std::uint8_t ep, std::size_t max_length, std::vector<std::uint8_t>& data) override;
+  void power_lost() override;
 
   Board& board() override { return board_; }
   std::string serial() const override { return config_.serial; }

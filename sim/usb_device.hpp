@@ -49,6 +49,10 @@ class UsbDevice {
   virtual UsbStatus in(std::uint8_t ep, std::size_t max_length,
                        std::vector<std::uint8_t>& data) = 0;
 
+  // The probe lost USB power (unplugged): queued responses and firmware state are gone,
+  // as after a fresh boot of the probe.
+  virtual void power_lost() {}
+
   virtual Board& board() = 0;
   virtual std::string serial() const = 0;
   virtual std::string probe_kind() const = 0;  // "cmsis-dap-v2"

@@ -16,6 +16,9 @@
 #define DEMO_TABLE_WORDS 1536u
 extern const uint32_t demo_table[DEMO_TABLE_WORDS];
 
+// Turns PA13/PA14 into GPIOs when the board's SWD-OFF jumper (PC13 low) is fitted.
+void demo_swd_pins(void);
+
 int main(void);
 
 #endif

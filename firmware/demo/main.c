@@ -3,8 +3,8 @@
 //   demo_pattern[i] (0x20002004 + 4*i, i < 16) = 0xC0FFEE00 | ((counter + i) & 0xFF);
 //   demo_table_word (0x20002044) = demo_table[counter % 1536].
 // A halt can fall between the stores, so the pattern and the table word may still belong
-// to the previous counter value. No interrupts, no WFI/WFE, no clock or pin setup: the
-// core runs on the reset clock and a debugger can always halt it.
+// to the previous counter value. No interrupts, no WFI/WFE, no clock setup: the core runs
+// on the reset clock. The only pin setup is the SWD-OFF board option (swd_pins.c).
 #include "demo.h"
 
 volatile uint32_t demo_counter __attribute__((section(".demo_state.counter")));
@@ -12,6 +12,7 @@ volatile uint32_t demo_pattern[DEMO_PATTERN_WORDS] __attribute__((section(".demo
 volatile uint32_t demo_table_word __attribute__((section(".demo_state.table_word")));
 
 int main(void) {
+  demo_swd_pins();
   for (;;) {
     uint32_t n = demo_counter + 1u;
     demo_counter = n;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# OpenOCD cross-check of one simulated chip: Debian's unmodified openocd, its CMSIS-DAP
-# driver (usb_bulk backend) and its stock target script, against probefarm-sim through
-# the stand-in libusb. Every step must pass:
+# OpenOCD cross-check of one simulated chip behind one probe: Debian's unmodified openocd,
+# its adapter driver (CMSIS-DAP over usb_bulk or hid, ST-Link over hla or dapdirect) and
+# its stock target script, against probefarm-sim through the stand-in libusb/hidapi.
+# Every step must pass:
 #   1. init, reset halt: PC equals the reset vector of the demo image
 #   2. reg
 #   3. flash probe 0: OpenOCD reports the chip's flash size and device id
@@ -9,24 +10,15 @@
 #   5. flash read_bank 0 of the whole bank equals the image, 0xFF elsewhere
 #   6. flash erase_sector on a sector we filled first, then flash erase_check
 #   7. reset run, halt twice: PC inside the demo code, RAM counter advanced
-# Usage: crosscheck.sh OPENOCD PROBEFARM_SIM FIRMWARE_DIR CHIP TARGET_CFG ERASE_SECTOR
+# Usage: crosscheck.sh OPENOCD PROBEFARM_SIM FIRMWARE_DIR CHIP TARGET_CFG ERASE_SECTOR PROBE
+#        ADAPTER   (PROBE: a probefarm-sim probe kind; ADAPTER: usb_bulk|hid|hla|dapdirect)
 set -euo pipefail
 
-openocd=$1 sim=$2 firmware=$3 chip=$4 cfg=$5 sector=$6
+openocd=$1 sim=$2 firmware=$3 chip=$4 cfg=$5 sector=$6 probe=$7 adapter=$8
+label="$chip $probe $adapter"
 elf=$firmware/demo_$chip.elf
 bin=$firmware/demo_$chip.bin
-work=$(mktemp -d)
-sim_pid=""
-cleanup() {
-  [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-fail() {
-  echo "FAIL [$chip] $*" >&2
-  exit 1
-}
+source "$(dirname "$0")/lib.sh"
 
 declare -A flash_kib=([stm32f103c8]=64 [stm32f303vc]=256 [stm32f407vg]=1024 [stm32f746ng]=1024)
 declare -A idcode=([stm32f103c8]=0x20036410 [stm32f303vc]=0x10016422 [stm32f407vg]=0x10076413
@@ -35,30 +27,11 @@ declare -A idcode=([stm32f103c8]=0x20036410 [stm32f303vc]=0x10016422 [stm32f407v
 declare -A sector_addr=([stm32f103c8]=0x08002000 [stm32f303vc]=0x08004000
   [stm32f407vg]=0x08004000 [stm32f746ng]=0x08008000)
 
-socket=$work/sim.sock
-"$sim" --socket "$socket" --time-scale 0 --board "$chip:cmsis-dap-v2" >"$work/sim.out" 2>&1 &
-sim_pid=$!
-for _ in $(seq 100); do
-  grep -q "cmsis-dap-v2 $chip" "$work/sim.out" 2>/dev/null && break
-  sleep 0.1
-done
-grep -q "cmsis-dap-v2 $chip" "$work/sim.out" || fail "probefarm-sim did not start: $(cat "$work/sim.out")"
-eval "$("$sim" env --socket "$socket")"
-
-# One OpenOCD session; its log goes to $work/<name>.log and stdout.
+start_sim --board "$chip:$probe"
 ocd() {
   local name=$1
   shift
-  local args=(-f interface/cmsis-dap.cfg -c "cmsis_dap_backend usb_bulk" -c "transport select swd"
-    -f "target/$cfg.cfg" -c "gdb_port disabled" -c "tcl_port disabled" -c "telnet_port disabled")
-  for c in "$@"; do args+=(-c "$c"); done
-  args+=(-c shutdown)
-  echo "== [$chip] openocd: $*"
-  if ! timeout 600 "$openocd" "${args[@]}" >"$work/$name.log" 2>&1; then
-    cat "$work/$name.log"
-    fail "openocd session '$name' failed"
-  fi
-  cat "$work/$name.log"
+  ocd_session pass "$name" "$adapter" "${serials[0]}" "$cfg" "$@"
 }
 
 reset_vector=$(od -An -tx4 -j4 -N4 "$bin" | tr -d ' ')
@@ -83,7 +56,7 @@ grep -Eq "flash size = ${flash_kib[$chip]} ?[kK]i?B" "$work/probe.log" ||
 ocd program "init" "reset halt" "program $elf verify"
 "$sim" ctl --socket "$socket" stats >"$work/stats_after.json"
 grep -q "Verified OK" "$work/program.log" || fail "step 4: program verify did not report Verified OK"
-echo "== [$chip] program step, simulator counters before and after:"
+echo "== [$label] program step, simulator counters before and after:"
 grep -E '"(virtual_time_us|usb_transfers|swd_transfers|bytes_programmed|pages_erased|sectors_erased|mass_erases)"' \
   "$work/stats_before.json" | tr -d ' ,' | paste -sd' '
 grep -E '"(virtual_time_us|usb_transfers|swd_transfers|bytes_programmed|pages_erased|sectors_erased|mass_erases)"' \
@@ -121,4 +94,4 @@ mapfile -t counts < <(grep -Eo "^0x20002000: [0-9a-f]+" "$work/run.log" | awk '{
 ((0x${counts[0]} > 0 && 0x${counts[1]} > 0x${counts[0]})) ||
   fail "step 7: RAM counter did not advance (${counts[*]})"
 
-echo "PASS [$chip] OpenOCD cross-check: reset vector $reset_pc, counter ${counts[*]}"
+echo "PASS [$label] OpenOCD cross-check: reset vector $reset_pc, counter ${counts[*]}"

@@ -173,7 +173,7 @@ TEST_F(SwDpTest, WaitWhileBusStallsThenOk) {
   EXPECT_EQ(ap_read(0xC).ack, SwdAck::ok) << "the read is accepted, then stalls";
   EXPECT_EQ(dp_read(kRdbuff).ack, SwdAck::wait);
   EXPECT_EQ(ap_read(0x4).ack, SwdAck::wait);
-  EXPECT_EQ(dp_write(kSelect, 0), SwdAck::wait);
+  EXPECT_EQ(dp_write(kSelect, 0xF0), SwdAck::wait);
   EXPECT_EQ(dp_read(0).ack, SwdAck::ok) << "DPIDR never waits";
   EXPECT_EQ(dp_read(kCtrlStat).ack, SwdAck::ok) << "CTRL/STAT never waits";
   clock.advance(5 * kMicrosecond);
@@ -274,6 +274,29 @@ TEST_F(SwDpTest, DormantWakeUpToSwd) {
   send(*dp, 0x1A, 8);  // SWD activation code
   line_reset(*dp);
   EXPECT_EQ(dp_read(0).ack, SwdAck::ok);
+}
+
+TEST_F(SwDpTest, DisconnectedPinsAnswerNothingAndLoseSequences) {
+  connect();
+  dp->set_pins_connected(false);
+  EXPECT_EQ(dp_read(0).ack, SwdAck::no_response);
+  EXPECT_EQ(ap_read(0xC).ack, SwdAck::no_response);
+  jtag_to_swd(*dp);  // lost: the DP never sees these bits
+  dp->set_pins_connected(true);
+  EXPECT_EQ(dp_read(kCtrlStat).ack, SwdAck::ok) << "the DP kept its state: still active";
+  EXPECT_TRUE(dp->debug_powered());
+}
+
+TEST_F(SwDpTest, InjectedWaitsDelayAccessesButNotDpidrOrAbort) {
+  connect();
+  ASSERT_EQ(dp_write(kSelect, 0xF0), SwdAck::ok);  // AP bank 0xF: IDR at 0xC
+  dp->inject_wait(2);
+  EXPECT_EQ(dp_read(0).ack, SwdAck::ok) << "DPIDR reads are never answered WAIT";
+  EXPECT_EQ(dp_write(0, 0x1E), SwdAck::ok) << "nor ABORT writes";
+  EXPECT_EQ(ap_read(0xC).ack, SwdAck::wait);
+  EXPECT_EQ(dp_write(kSelect, 0xF0), SwdAck::wait);
+  EXPECT_EQ(ap_read(0xC).ack, SwdAck::ok) << "the third access goes through";
+  EXPECT_EQ(dp_read(kRdbuff).data, chip->ap_idr);
 }
 
 }  // namespace

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# OpenOCD against the failures users meet (the seeds), reproduced on probefarm-sim:
+#   swd_off   firmware turns the SWD pins into GPIOs: OpenOCD cannot examine the chip with
+#             reset_config none, and can with connect_assert_srst (seed 004)
+#   unplug    the probe is unplugged while OpenOCD reads: OpenOCD reports an error,
+#             probefarm-sim survives, and after a replug a fresh OpenOCD run works
+# Usage: scenario.sh OPENOCD PROBEFARM_SIM FIRMWARE_DIR SCENARIO
+set -euo pipefail
+
+openocd=$1 sim=$2 firmware=$3 scenario=$4
+label=$scenario
+source "$(dirname "$0")/lib.sh"
+
+# first_word FILE: the first little-endian 32-bit word of a binary, as OpenOCD's mdw prints it.
+first_word() { od -An -tx4 -N4 "$1" | tr -d ' '; }
+
+under_reset="reset_config srst_only srst_nogate connect_assert_srst"
+
+swd_off() {
+  local chip=stm32f407vg serial=PFSIM01F407VG
+  start_sim --board "$chip:cmsis-dap-v2" --swd-off "$serial"
+  local s=(pass load usb_bulk "$serial" stm32f4x -x "$under_reset")
+  ocd_session "${s[@]}" init "reset halt" "program $firmware/demo_$chip.elf verify" "reset run"
+  expect_log load "Verified OK" "connect under reset could not program the blank chip"
+
+  # The demo now runs and has taken the SWD pins away.
+  ocd_session any plain usb_bulk "$serial" stm32f4x init "reset halt" "mdw 0x08000000"
+  expect_log plain "Error connecting DP|cannot read IDR" \
+    "plain OpenOCD did not report that it cannot reach the DP"
+  reject_log plain "^0x08000000: " "plain OpenOCD read flash although SWD is off"
+
+  local word
+  word=$(first_word "$firmware/demo_$chip.bin")
+  ocd_session pass rescue usb_bulk "$serial" stm32f4x -x "$under_reset" init "reset halt" \
+    "mdw 0x08000000"
+  expect_log rescue "^0x08000000: $word" "connect under reset did not read the image back"
+  expect_log rescue "halted due to" "connect under reset did not halt the core"
+}
+
+unplug() {
+  local chip=stm32f407vg serial=PFSIM01F407VG
+  start_sim --board "$chip:cmsis-dap-v2"
+  local before
+  before=$(ctl stats | grep -Eo '"usb_transfers": [0-9]+' | grep -Eo '[0-9]+')
+  # A long read: the whole 1 MiB bank, over and over.
+  ocd_session any reading usb_bulk "$serial" stm32f4x init "reset halt" \
+    "for {set i 0} {\$i < 50} {incr i} { flash read_bank 0 $work/bank.bin }" &
+  local ocd_pid=$! now=0
+  for _ in $(seq 600); do
+    now=$(ctl stats | grep -Eo '"usb_transfers": [0-9]+' | grep -Eo '[0-9]+')
+    [ "$now" -gt $((before + 2000)) ] && break
+    sleep 0.05
+  done
+  [ "$now" -gt $((before + 2000)) ] || fail "OpenOCD never got going ($now USB transfers)"
+  ctl unplug "$serial"
+  wait "$ocd_pid"
+  reject_log reading "shutdown command invoked" "OpenOCD finished the reads before the unplug"
+  expect_log reading "Error" "OpenOCD did not report an error when the probe went away"
+  kill -0 "$sim_pid" 2>/dev/null || fail "probefarm-sim died with the unplug"
+
+  ocd_session any gone usb_bulk "$serial" stm32f4x init
+  expect_log gone "Error" "OpenOCD found the unplugged probe"
+
+  ctl replug "$serial"
+  ocd_session pass again usb_bulk "$serial" stm32f4x init "reset halt" "mdw 0x08000000"
+  expect_log again "halted due to" "a fresh OpenOCD run after the replug did not halt the core"
+}
+
+case $scenario in
+  swd_off | unplug) "$scenario" ;;
+  *) fail "unknown scenario '$scenario'" ;;
+esac
+echo "PASS [$label]"
