@@ -3,12 +3,13 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "usb_cmsis_dap_v1.hpp"
 #include "usb_cmsis_dap_v2.hpp"
 
 namespace probefarm::sim {
 namespace {
 
-constexpr std::string_view kKinds[] = {"cmsis-dap-v2"};
+constexpr std::string_view kKinds[] = {"cmsis-dap-v2", "cmsis-dap-v1"};
 
 }  // namespace
 
@@ -24,6 +25,7 @@ std::string default_probe_serial(std::string_view, const ChipInfo& chip, std::si
 
 std::unique_ptr<UsbDevice> make_probe(std::string_view kind, Board& board) {
   if (kind == "cmsis-dap-v2") return std::make_unique<UsbCmsisDapV2>(board);
+  if (kind == "cmsis-dap-v1") return std::make_unique<UsbCmsisDapV1>(board);
   std::string known;
   for (auto k : kKinds)
     known += std::string(known.empty() ? "" : ", ") + std::string(k);

@@ -5,7 +5,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "standin.hpp"
+#include "connection.hpp"
 
 namespace probefarm::sim::standin {
 
@@ -17,6 +17,11 @@ Connection::~Connection() {
 void Connection::drop() {
   if (fd_ >= 0) close(fd_);
   fd_ = -1;
+}
+
+void Connection::disconnect() {
+  std::lock_guard lock(mu_);
+  drop();
 }
 
 bool Connection::connected() const {
@@ -97,38 +102,13 @@ std::optional<std::vector<std::uint8_t>> Connection::call(
   return std::nullopt;
 }
 
-Reply request(libusb_context* ctx, protocol::Op op, const std::vector<std::uint8_t>& payload) {
+Reply Connection::request(protocol::Op op, const std::vector<std::uint8_t>& payload) {
   Reply r;
-  auto body = ctx->conn.call(op, payload);
+  auto body = call(op, payload);
   if (!body || body->empty()) return r;
   r.status = static_cast<protocol::Status>((*body)[0]);
   r.payload.assign(body->begin() + 1, body->end());
   return r;
-}
-
-int to_libusb_error(protocol::Status s) {
-  using protocol::Status;
-  switch (s) {
-    case Status::ok:
-      return LIBUSB_SUCCESS;
-    case Status::nak:
-      return LIBUSB_ERROR_TIMEOUT;
-    case Status::stall:
-      return LIBUSB_ERROR_PIPE;
-    case Status::no_device:
-      return LIBUSB_ERROR_NO_DEVICE;
-    case Status::busy:
-      return LIBUSB_ERROR_BUSY;
-    case Status::bad_request:
-      return LIBUSB_ERROR_INVALID_PARAM;
-    case Status::not_open:
-      return LIBUSB_ERROR_NO_DEVICE;
-    case Status::unknown_op:
-      return LIBUSB_ERROR_NOT_SUPPORTED;
-    case Status::error:
-      return LIBUSB_ERROR_IO;
-  }
-  return LIBUSB_ERROR_OTHER;
 }
 
 }  // namespace probefarm::sim::standin

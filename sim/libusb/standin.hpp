@@ -1,7 +1,7 @@
 #pragma once
 // Internals of the stand-in libusb-1.0.so.0: the objects behind libusb's opaque handles
-// and the socket connection to probefarm-sim. Nothing here is exported; the library's
-// only exports are the libusb_* functions (see CMakeLists.txt).
+// (the socket connection to probefarm-sim is connection.hpp). Nothing here is exported;
+// the library's only exports are the libusb_* functions (see CMakeLists.txt).
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -17,36 +17,11 @@
 #include <libusb-1.0/libusb.h>
 #pragma GCC visibility pop
 
-#include "../sim_protocol.hpp"
+#include "connection.hpp"
 
 namespace probefarm::sim::standin {
 
-namespace protocol = probefarm::sim::protocol;
 using SteadyClock = std::chrono::steady_clock;
-
-// One blocking request/response connection to the server. Thread-safe: a call holds the
-// connection for its whole round trip, so concurrent callers never interleave frames.
-class Connection {
- public:
-  ~Connection();
-  // Empty on success, else a message saying why.
-  std::string connect(const std::string& path);
-  bool connected() const;
-  // The response payload (Status byte first), or nothing when the connection is gone.
-  std::optional<std::vector<std::uint8_t>> call(protocol::Op op,
-                                                const std::vector<std::uint8_t>& payload);
-
- private:
-  void drop();  // with mu_ held
-  mutable std::mutex mu_;
-  int fd_ = -1;
-  std::uint32_t seq_ = 0;
-};
-
-struct Reply {
-  protocol::Status status = protocol::Status::no_device;
-  std::vector<std::uint8_t> payload;  // after the status byte
-};
 
 }  // namespace probefarm::sim::standin
 
@@ -73,8 +48,36 @@ struct libusb_device_handle {
 namespace probefarm::sim::standin {
 
 // Sends `op` for the context; a lost connection reads as Status::no_device.
-Reply request(libusb_context* ctx, protocol::Op op, const std::vector<std::uint8_t>& payload = {});
-int to_libusb_error(protocol::Status s);
+inline Reply request(libusb_context* ctx, protocol::Op op,
+                     const std::vector<std::uint8_t>& payload = {}) {
+  return ctx->conn.request(op, payload);
+}
+
+inline int to_libusb_error(protocol::Status s) {
+  using protocol::Status;
+  switch (s) {
+    case Status::ok:
+      return LIBUSB_SUCCESS;
+    case Status::nak:
+      return LIBUSB_ERROR_TIMEOUT;
+    case Status::stall:
+      return LIBUSB_ERROR_PIPE;
+    case Status::no_device:
+      return LIBUSB_ERROR_NO_DEVICE;
+    case Status::busy:
+      return LIBUSB_ERROR_BUSY;
+    case Status::bad_request:
+      return LIBUSB_ERROR_INVALID_PARAM;
+    case Status::not_open:
+      return LIBUSB_ERROR_NO_DEVICE;
+    case Status::unknown_op:
+      return LIBUSB_ERROR_NOT_SUPPORTED;
+    case Status::error:
+      return LIBUSB_ERROR_IO;
+  }
+  return LIBUSB_ERROR_OTHER;
+}
+
 libusb_context* resolve(libusb_context* ctx);  // NULL means the default context
 
 // Control transfer through the server; returns bytes transferred or a LIBUSB_ERROR_*.
