@@ -54,7 +54,7 @@ void Writer::put_u16_at(std::size_t at, std::uint16_t v) {
 }
 
 Engine::Engine(TargetPort& target, CmsisDapConfig config)
-    : target_(target), config_(std::move(config)) {}
+    : target_(target), config_(std::move(config)), swd_(target) {}
 
 std::optional<std::vector<std::uint8_t>> Engine::process(std::span<const std::uint8_t> request) {
   if (!request.empty() && request[0] == kQueueCommands) {
@@ -128,12 +128,12 @@ bool Engine::run(Reader& in, Writer& out) {
       std::uint8_t port = in.u8();
       out.u8(cmd);
       // Port 0 = default (SWD here), 1 = SWD, 2 = JTAG (not implemented): 0 = failed.
-      connected_ = !in.short_read() && (port == 0 || port == 1);
-      out.u8(connected_ ? 1 : 0);
+      swd_.set_connected(!in.short_read() && (port == 0 || port == 1));
+      out.u8(swd_.connected() ? 1 : 0);
       break;
     }
     case kDisconnect:
-      connected_ = false;
+      swd_.set_connected(false);
       out.u8(cmd);
       out.u8(kDapOk);
       break;
@@ -146,8 +146,8 @@ bool Engine::run(Reader& in, Writer& out) {
         out.u8(kDapError);
         break;
       }
-      idle_cycles_ = idle;
-      wait_retry_ = wait_retry;
+      swd_.set_idle_cycles(idle);
+      swd_.set_wait_retry(wait_retry);
       match_retry_ = match_retry;
       out.u8(kDapOk);
       break;
@@ -189,7 +189,7 @@ bool Engine::run(Reader& in, Writer& out) {
         out.u8(kDapError);
         break;
       }
-      clock_hz_ = hz;
+      swd_.set_clock_hz(hz);
       out.u8(kDapOk);
       break;
     }
@@ -203,8 +203,8 @@ bool Engine::run(Reader& in, Writer& out) {
         out.u8(kDapError);
         break;
       }
-      turnaround_ = (config & 3) + 1u;  // bits 1:0: turnaround clocks - 1
-      data_phase_ = (config & 4) != 0;  // bit 2: data phase on WAIT/FAULT
+      swd_.set_turnaround((config & 3) + 1u);  // bits 1:0: turnaround clocks - 1
+      swd_.set_data_phase((config & 4) != 0);  // bit 2: data phase on WAIT/FAULT
       out.u8(kDapOk);
       break;
     }
@@ -339,9 +339,8 @@ void Engine::swj_sequence(Reader& in, Writer& out) {
     out.u8(kDapError);
     return;
   }
-  if (connected_) target_.swd().sequence(data.data(), bits);
+  swd_.sequence(data.data(), bits);
   swdio_ = (data[(bits - 1) / 8] >> ((bits - 1) % 8)) & 1;
-  wire_bits(bits);
   out.u8(kDapOk);
 }
 
@@ -366,12 +365,12 @@ void Engine::swd_sequence(Reader& in, Writer& out) {
         unsigned left = bits - b * 8;
         out.u8(left >= 8 ? 0xFF : static_cast<std::uint8_t>((1u << left) - 1));
       }
+      swd_.wire_bits(bits);
     } else {
       auto data = in.bytes(nbytes);
       if (in.short_read()) break;
-      if (connected_) target_.swd().sequence(data.data(), bits);
+      swd_.sequence(data.data(), bits);  // takes its wire time too
     }
-    wire_bits(bits);
   }
   if (in.short_read()) out.put_u8_at(status_at, kDapError);
 }
@@ -394,11 +393,6 @@ bool Engine::jtag_command(std::uint8_t cmd, Reader& in, Writer& out) {
   out.u8(cmd);
   out.u8(kDapError);
   return !in.short_read();
-}
-
-void Engine::wire_bits(unsigned bits) {
-  if (!connected_) return;
-  target_.advance(cycles_to_ps(bits, clock_hz_));
 }
 
 }  // namespace cmsis_dap

@@ -9,6 +9,7 @@
 
 #include "cmsis_dap.hpp"
 #include "sw_dp.hpp"
+#include "swd_host.hpp"
 
 namespace probefarm::sim::cmsis_dap {
 
@@ -100,24 +101,17 @@ class Engine final : public CmsisDapEngine {
   void transfer(Reader& in, Writer& out);
   void transfer_block(Reader& in, Writer& out);
   void write_abort(Reader& in, Writer& out);
-  // One SWD packet with WAIT retries; advances virtual time per packet on the wire.
-  SwdResult packet(bool ap, bool read, unsigned addr, std::uint32_t wdata = 0);
-  unsigned packet_bits(SwdAck ack) const;
   std::uint32_t timestamp() const;
-  void wire_bits(unsigned bits);
 
   TargetPort& target_;
   CmsisDapConfig config_;
   std::vector<std::vector<std::uint8_t>> queued_;
 
-  bool connected_ = false;
-  std::uint32_t clock_hz_ = 1'000'000;
-  std::uint8_t idle_cycles_ = 0;
-  std::uint16_t wait_retry_ = 100;
+  // The SWD wire: connection (DAP_Connect), clock (DAP_SWJ_Clock), idle cycles and WAIT
+  // retries (DAP_TransferConfigure), turnaround and data phase (DAP_SWD_Configure).
+  SwdHost swd_;
   std::uint16_t match_retry_ = 0;
   std::uint32_t match_mask_ = 0xFFFFFFFF;
-  unsigned turnaround_ = 1;
-  bool data_phase_ = false;
   // Pin output latches for DAP_SWJ_Pins read-back.
   bool swclk_ = false;
   bool swdio_ = true;

@@ -33,27 +33,6 @@ std::uint8_t status(const SwdResult& r) {
 
 }  // namespace
 
-unsigned Engine::packet_bits(SwdAck ack) const {
-  // Request (8), turnaround, ACK (3); then for OK a turnaround and 32 data bits + parity
-  // (the turnaround comes after the data for reads, before it for writes). WAIT and
-  // FAULT end after a turnaround unless the data phase option is on (DAP_SWD_Configure).
-  unsigned bits = 8 + turnaround_ + 3 + turnaround_;
-  if (ack == SwdAck::ok || data_phase_) bits += 33;
-  return bits + idle_cycles_;
-}
-
-SwdResult Engine::packet(bool ap, bool read, unsigned addr, std::uint32_t wdata) {
-  if (!connected_) return {};  // SWD pins not driven: the target sees nothing
-  for (unsigned attempt = 0;; ++attempt) {
-    SwdResult r = target_.swd().transfer(ap, read, addr, wdata);
-    ++target_.counters().swd_transfers;
-    // Time passes packet by packet so that the target (CPU, flash) progresses between
-    // WAIT retries.
-    target_.advance(cycles_to_ps(packet_bits(r.ack), clock_hz_));
-    if (r.ack != SwdAck::wait || attempt >= wait_retry_) return r;
-  }
-}
-
 std::uint32_t Engine::timestamp() const {
   return static_cast<std::uint32_t>(target_.now() / (kSecond / kTimerHz));
 }
@@ -81,7 +60,7 @@ void Engine::transfer(Reader& in, Writer& out) {
   auto collect_posted = [&]() {
     if (!posted) return true;
     posted = false;
-    SwdResult r = packet(false, true, kDpRdbuff);
+    SwdResult r = swd_.packet(false, true, kDpRdbuff);
     response = status(r);
     if (!good(r)) {
       out.truncate(posted_rollback);
@@ -106,7 +85,7 @@ void Engine::transfer(Reader& in, Writer& out) {
     if (out.room() < need) break;  // the host asked for more than one response holds
 
     if (ap && read && !match) {
-      SwdResult r = packet(true, true, addr);
+      SwdResult r = swd_.packet(true, true, addr);
       response = status(r);
       if (!good(r)) {
         if (posted) {
@@ -140,7 +119,7 @@ void Engine::transfer(Reader& in, Writer& out) {
     }
     if (!read) {
       write_rollback = out.size();
-      SwdResult r = packet(ap, false, addr, data);
+      SwdResult r = swd_.packet(ap, false, addr, data);
       response = status(r);
       if (!good(r)) {
         failed = true;
@@ -154,7 +133,7 @@ void Engine::transfer(Reader& in, Writer& out) {
 
     check_write = false;
     if (!match) {
-      SwdResult r = packet(false, true, addr);
+      SwdResult r = swd_.packet(false, true, addr);
       response = status(r);
       if (!good(r)) {
         failed = true;
@@ -170,8 +149,8 @@ void Engine::transfer(Reader& in, Writer& out) {
     // access.
     bool matched = false;
     for (unsigned attempt = 0;; ++attempt) {
-      SwdResult r = packet(ap, true, addr);
-      if (ap && good(r)) r = packet(false, true, kDpRdbuff);
+      SwdResult r = swd_.packet(ap, true, addr);
+      if (ap && good(r)) r = swd_.packet(false, true, kDpRdbuff);
       response = status(r);
       if (!good(r)) {
         failed = true;
@@ -199,7 +178,7 @@ void Engine::transfer(Reader& in, Writer& out) {
     } else if (check_write) {
       // Make sure the last posted write completed: RDBUFF is stalled (WAIT) until it
       // has, and faults if it raised a sticky error.
-      SwdResult r = packet(false, true, kDpRdbuff);
+      SwdResult r = swd_.packet(false, true, kDpRdbuff);
       response = status(r);
       if (!good(r)) {
         out.truncate(write_rollback);
@@ -232,11 +211,11 @@ void Engine::transfer_block(Reader& in, Writer& out) {
     count = static_cast<std::uint16_t>(std::min<std::size_t>(count, out.room() / 4));
     if (ap && count > 0) {
       // Posted reads: the first AP read only starts the pipeline, RDBUFF ends it.
-      SwdResult r = packet(true, true, addr);
+      SwdResult r = swd_.packet(true, true, addr);
       response = status(r);
       bool ok = good(r);
       for (unsigned k = 1; ok && k <= count; ++k) {
-        r = k < count ? packet(true, true, addr) : packet(false, true, kDpRdbuff);
+        r = k < count ? swd_.packet(true, true, addr) : swd_.packet(false, true, kDpRdbuff);
         response = status(r);
         ok = good(r);
         if (ok) {
@@ -246,7 +225,7 @@ void Engine::transfer_block(Reader& in, Writer& out) {
       }
     } else {
       for (unsigned k = 0; k < count; ++k) {
-        SwdResult r = packet(false, true, addr);
+        SwdResult r = swd_.packet(false, true, addr);
         response = status(r);
         if (!good(r)) break;
         out.u32(r.data);
@@ -258,14 +237,14 @@ void Engine::transfer_block(Reader& in, Writer& out) {
     for (unsigned k = 0; k < count; ++k) {
       std::uint32_t data = in.u32();
       if (in.short_read()) break;
-      SwdResult r = packet(ap, false, addr, data);
+      SwdResult r = swd_.packet(ap, false, addr, data);
       response = status(r);
       ok = good(r);
       if (!ok) break;
       done = k + 1;
     }
     if (ok && ap && done > 0) {
-      SwdResult r = packet(false, true, kDpRdbuff);  // wait for the last write
+      SwdResult r = swd_.packet(false, true, kDpRdbuff);  // wait for the last write
       response = status(r);
       if (!good(r)) --done;
     }
@@ -282,7 +261,7 @@ void Engine::write_abort(Reader& in, Writer& out) {
     out.u8(kDapError);
     return;
   }
-  SwdResult r = packet(false, false, kDpAbort, value);
+  SwdResult r = swd_.packet(false, false, kDpAbort, value);
   out.u8(r.ack == SwdAck::ok ? kDapOk : kDapError);
 }
 
