@@ -238,7 +238,8 @@ TEST_F(UsbStLinkTest, ProbeFactoryMakesTheThreeKinds) {
   // "PF", the 1-based index, the part without "STM32", padded to 12 bytes with '_'.
   EXPECT_EQ(default_probe_serial("stlink-v2", f103, 0), "504630314631303343385F5F");
   EXPECT_EQ(default_probe_serial("stlink-v2", f407, 1), "504630324634303756475F5F");
-  EXPECT_EQ(default_probe_serial("stlink-v3", f407, 1), "PFSIM02F407VG");
+  EXPECT_EQ(default_probe_serial("stlink-v3", f407, 1), "504630324634303756475F5F");
+  EXPECT_EQ(default_probe_serial("cmsis-dap-v2", f407, 1), "PFSIM02F407VG");
   EXPECT_EQ(make_probe("stlink-v2", board_)->probe_kind(), "stlink-v2");
   EXPECT_EQ(make_probe("stlink-v2-1", board_)->probe_kind(), "stlink-v2-1");
   EXPECT_EQ(make_probe("stlink-v3", board_)->probe_kind(), "stlink-v3");
