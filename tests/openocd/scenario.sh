@@ -2,8 +2,11 @@
 # OpenOCD against the failures users meet (the seeds), reproduced on probefarm-sim:
 #   swd_off   firmware turns the SWD pins into GPIOs: OpenOCD cannot examine the chip with
 #             reset_config none, and can with connect_assert_srst (seed 004)
+#   swd_off_stlink  the same through an ST-Link V2-1 (hla), as in the seed
 #   unplug    the probe is unplugged while OpenOCD reads: OpenOCD reports an error,
 #             probefarm-sim survives, and after a replug a fresh OpenOCD run works
+#   v2_speed  2000 kHz is not in the ST-Link V2's clock table: OpenOCD says which speed it
+#             uses instead
 # Usage: scenario.sh OPENOCD PROBEFARM_SIM FIRMWARE_DIR SCENARIO
 set -euo pipefail
 
@@ -16,22 +19,24 @@ first_word() { od -An -tx4 -N4 "$1" | tr -d ' '; }
 
 under_reset="reset_config srst_only srst_nogate connect_assert_srst"
 
+# swd_off PROBE ADAPTER SERIAL
 swd_off() {
-  local chip=stm32f407vg serial=PFSIM01F407VG
-  start_sim --board "$chip:cmsis-dap-v2" --swd-off "$serial"
-  local s=(pass load usb_bulk "$serial" stm32f4x -x "$under_reset")
-  ocd_session "${s[@]}" init "reset halt" "program $firmware/demo_$chip.elf verify" "reset run"
+  local chip=stm32f407vg probe=$1 adapter=$2 serial=$3
+  start_sim --board "$chip:$probe:$serial" --swd-off "$serial"
+  local s=(pass load "$adapter" "$serial" stm32f4x -x "$under_reset")
+  ocd_session "${s[@]}" init "reset halt" "program $firmware/demo_$chip.elf verify"
   expect_log load "Verified OK" "connect under reset could not program the blank chip"
 
-  # The demo now runs and has taken the SWD pins away.
-  ocd_session any plain usb_bulk "$serial" stm32f4x init "reset halt" "mdw 0x08000000"
-  expect_log plain "Error connecting DP|cannot read IDR" \
+  # Powered up again, the demo runs and takes the SWD pins away.
+  ctl power "$serial" cycle
+  ocd_session any plain "$adapter" "$serial" stm32f4x init "reset halt" "mdw 0x08000000"
+  expect_log plain "Error connecting DP|cannot read IDR|jtag status contains invalid mode value|unable to connect to the target" \
     "plain OpenOCD did not report that it cannot reach the DP"
   reject_log plain "^0x08000000: " "plain OpenOCD read flash although SWD is off"
 
   local word
   word=$(first_word "$firmware/demo_$chip.bin")
-  ocd_session pass rescue usb_bulk "$serial" stm32f4x -x "$under_reset" init "reset halt" \
+  ocd_session pass rescue "$adapter" "$serial" stm32f4x -x "$under_reset" init "reset halt" \
     "mdw 0x08000000"
   expect_log rescue "^0x08000000: $word" "connect under reset did not read the image back"
   expect_log rescue "halted due to" "connect under reset did not halt the core"
@@ -66,8 +71,18 @@ unplug() {
   expect_log again "halted due to" "a fresh OpenOCD run after the replug did not halt the core"
 }
 
+v2_speed() {
+  start_sim --board stm32f103c8:stlink-v2
+  ocd_session pass speed hla "${serials[0]}" stm32f1x init "adapter speed 2000" "adapter speed"
+  expect_log speed "Unable to match requested speed 2000 kHz, using 1800 kHz" \
+    "OpenOCD did not say that the V2 falls back to 1800 kHz"
+  expect_log speed "^adapter speed: 1800 kHz" "the adapter does not run at 1800 kHz"
+}
+
 case $scenario in
-  swd_off | unplug) "$scenario" ;;
+  swd_off) swd_off cmsis-dap-v2 usb_bulk PFSIM01F407VG ;;
+  swd_off_stlink) swd_off stlink-v2-1 hla 504630314634303756475F5F ;;
+  unplug | v2_speed) "$scenario" ;;
   *) fail "unknown scenario '$scenario'" ;;
 esac
 echo "PASS [$label]"
