@@ -21,6 +21,11 @@ constexpr std::uint32_t kPpbEnd = 0xE0100000;
 // RM0008 31.16, RM0316 33.16, RM0090 38.16, RM0385 40.16.
 constexpr std::uint32_t kDbgmcuBase = 0xE0042000;
 constexpr std::uint32_t kRegisterBlock = 0x400;
+// ARMv7-M ARM B3.2.6 AIRCR: VECTKEY, PRIGROUP, SYSRESETREQ.
+constexpr std::uint32_t kAircr = 0xE000ED0C;
+constexpr std::uint32_t kAircrVectKey = 0x05FA0000;
+constexpr std::uint32_t kAircrPrigroup = 0x700;
+constexpr std::uint32_t kAircrSysResetReq = 1u << 2;
 
 bool inside(std::uint32_t addr, std::uint32_t base, std::uint32_t size) {
   return addr >= base && addr - base < size;
@@ -118,6 +123,10 @@ struct Board::Impl {
   PinMux pin_mux{};
   bool swd_pins_released = false;
   bool nrst = false;
+  // Set by the debugger's first use of the debug port, cleared by a power-on reset only:
+  // PM0075 2.4.1 / RM0316 4.3.1 ask for a power-on reset, not a system reset, after
+  // setting read protection with the debugger connected.
+  bool debugger_attached = false;
 };
 
 Board::Board(const ChipInfo& chip, BoardOptions options)
@@ -151,6 +160,15 @@ Board::Board(const ChipInfo& chip, BoardOptions options)
         impl_->core->invalidate_code(chip_.flash_base + offset, length);
         const std::uint32_t alias = chip_.flash_style == FlashStyle::f7 ? chip_.flash_alias : 0;
         impl_->core->invalidate_code(alias + offset, length);
+      },
+      [this] { return debugger_attached(); },
+      // OBL_LAUNCH: the same system reset as AIRCR.SYSRESETREQ. Requesting it through the
+      // core's AIRCR lets the core defer it to the end of the instruction when its own
+      // store to FLASH_CR asked for it.
+      [this] {
+        CortexM& core = *impl_->core;
+        const std::uint32_t prigroup = core.ppb_read(kAircr, 4) & kAircrPrigroup;
+        core.ppb_write(kAircr, kAircrVectKey | prigroup | kAircrSysResetReq, 4);
       }});
   m.rcc = make_clock_control(chip);
   m.dp = make_sw_dp(chip, *this, clock_);
@@ -161,15 +179,17 @@ Board::Board(const ChipInfo& chip, BoardOptions options)
   for (std::size_t i = 0; i < chip.ram.size(); ++i)
     core.map_ram(chip.ram[i].base, m.ram[i]);
   auto flash_write = [this](std::uint32_t addr, std::uint32_t value, unsigned size) {
-    return write(addr, value, size);
+    return bus_write(Master::cpu, addr, value, size);
   };
   core.map_flash(chip.flash_base, m.flash, flash_write);
   // Boot alias: with BOOT0 low the main flash also appears at 0 (RM0008 3.4, RM0090 2.4).
   // The F7 instead shows it on the ITCM interface at 0x00200000 and has ITCM RAM at 0.
   core.map_flash(chip.flash_style == FlashStyle::f7 ? chip.flash_alias : 0, m.flash, flash_write);
-  auto io_read = [this](std::uint32_t addr, unsigned size) { return read(addr, size).value; };
+  auto io_read = [this](std::uint32_t addr, unsigned size) {
+    return bus_read(Master::cpu, addr, size).value;
+  };
   auto io_write = [this](std::uint32_t addr, std::uint32_t value, unsigned size) {
-    write(addr, value, size);
+    bus_write(Master::cpu, addr, value, size);
   };
   // System memory and option bytes: read through the bus so the flash controller owns
   // the option bytes. One page-aligned window covers both.
@@ -272,6 +292,7 @@ void Board::set_powered(bool on) {
     std::fill(r.begin(), r.end(), 0);
   std::fill(std::begin(impl_->dbgmcu), std::end(impl_->dbgmcu), 0);
   impl_->dp->power_on_reset();
+  impl_->debugger_attached = false;
   impl_->core->debug_power_on_reset();
   system_reset();
 }
@@ -287,8 +308,40 @@ void Board::save_state() const {
   save_file(options_.state_dir / "option_bytes.bin", impl_->option_bytes);
 }
 
+bool Board::debugger_attached() const {
+  // The DP's debug power-up request counts even before the first AHB-AP access. A request
+  // withdrawn before anything looked is missed: the SW-DP has no hook to report it.
+  if (impl_->dp->debug_powered()) impl_->debugger_attached = true;
+  return impl_->debugger_attached;
+}
+
 BusResponse Board::read(std::uint32_t addr, unsigned size) {
+  impl_->debugger_attached = true;
+  return bus_read(Master::debugger, addr, size);
+}
+
+BusResponse Board::write(std::uint32_t addr, std::uint32_t value, unsigned size) {
+  impl_->debugger_attached = true;
+  return bus_write(Master::debugger, addr, value, size);
+}
+
+BusResponse Board::bus_read(Master who, std::uint32_t addr, unsigned size) {
   Impl& m = *impl_;
+  // Read protection shuts the debugger out of the main flash (both of its addresses) and,
+  // on the F4/F7, the OTP area; the read ends in an AHB error, whose data is UNKNOWN
+  // (ADIv5.2 C2.2.3) and 0 here (PM0075 2.4.1, RM0316 4.3.1 Table "Access status versus
+  // protection level", RM0090 3.7.3 / RM0385 3.4.3 Table "Access versus read protection
+  // level"). The CPU is not checked: its flash reads and fetches go straight to mapped
+  // memory, so a CPU running while a debugger is attached still reads the flash, which
+  // the silicon would refuse.
+  if (who == Master::debugger && m.flash_controller->read_protection() != ReadProtection::level0 &&
+      debugger_attached()) {
+    const std::uint32_t alias = chip_.flash_style == FlashStyle::f7 ? chip_.flash_alias : 0;
+    if (inside(addr, chip_.flash_base, chip_.flash_size) || inside(addr, alias, chip_.flash_size) ||
+        inside(addr, chip_.otp.base, chip_.otp.size)) {
+      return {BusStatus::error, 0, 0};
+    }
+  }
   for (std::size_t i = 0; i < chip_.ram.size(); ++i) {
     if (inside(addr, chip_.ram[i].base, chip_.ram[i].size)) {
       return {BusStatus::ok, load_le(&m.ram[i][addr - chip_.ram[i].base], size), 0};
@@ -328,7 +381,9 @@ BusResponse Board::read(std::uint32_t addr, unsigned size) {
   return {BusStatus::error, 0, 0};
 }
 
-BusResponse Board::write(std::uint32_t addr, std::uint32_t value, unsigned size) {
+// Writes need no read-protection check here: flash program and erase go through the
+// flash controller, which refuses them itself.
+BusResponse Board::bus_write(Master, std::uint32_t addr, std::uint32_t value, unsigned size) {
   Impl& m = *impl_;
   for (std::size_t i = 0; i < chip_.ram.size(); ++i) {
     if (inside(addr, chip_.ram[i].base, chip_.ram[i].size)) {

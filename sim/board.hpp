@@ -45,9 +45,14 @@ class Board final : public TargetPort, public DebugBus {
   Counters& counters() override { return counters_; }
   unsigned vtref_mv() const override { return powered_ ? 3300 : 0; }
 
-  // DebugBus: the system bus behind the AHB-AP.
+  // DebugBus: the system bus behind the AHB-AP. Only the debugger uses these; the CPU's
+  // own accesses take a private path.
   BusResponse read(std::uint32_t addr, unsigned size) override;
   BusResponse write(std::uint32_t addr, std::uint32_t value, unsigned size) override;
+  // The chip's "debugger connected" state: latched by the first AHB-AP access or SW-DP
+  // debug power-up request, cleared only by a power-on reset. With read protection active
+  // it shuts the debugger out of the flash (PM0075 2.4.1, RM0090 3.7.3).
+  bool debugger_attached() const;
 
   // Target supply. Off: the core stops, the debug port answers nothing and VTref reads
   // 0 V. On again: a power-on reset; RAM and core state are lost, flash and option bytes
@@ -75,6 +80,10 @@ class Board final : public TargetPort, public DebugBus {
 
  private:
   struct Impl;
+  // Who drives a bus access: the read-protection rules tell the debugger from the CPU.
+  enum class Master { cpu, debugger };
+  BusResponse bus_read(Master who, std::uint32_t addr, unsigned size);
+  BusResponse bus_write(Master who, std::uint32_t addr, std::uint32_t value, unsigned size);
   // Peripheral registers back to their reset values, SWD pins back to SWDIO/SWCLK.
   void reset_peripherals();
   void update_swd_pins();

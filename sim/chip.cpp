@@ -35,6 +35,7 @@ const std::array<ChipInfo, 4> kChips = {{
         // RM0008 3.3.3 Table 3: system memory 0x1FFFF000-0x1FFFF7FF; 30.1/30.2 flash
         // size register 0x1FFFF7E0, unique ID 0x1FFFF7E8.
         .system_memory = {0x1FFFF000, 0x800},
+        .otp = {0, 0},
         .flash_size_reg = 0x1FFFF7E0,
         .uid_reg = 0x1FFFF7E8,
         // PM0075 2.5 option bytes: RDP=0xA5 (unprotected), USER, Data0/1, WRP0-3, each
@@ -66,6 +67,7 @@ const std::array<ChipInfo, 4> kChips = {{
         // RM0316 3.2.2 memory map: system memory 0x1FFFD800-0x1FFFF7FF; 34.1/34.2 unique
         // ID 0x1FFFF7AC, flash size 0x1FFFF7CC.
         .system_memory = {0x1FFFD800, 0x2000},
+        .otp = {0, 0},
         .flash_size_reg = 0x1FFFF7CC,
         .uid_reg = 0x1FFFF7AC,
         // RM0316 4.5: option bytes, RDP=0xAA is level 0.
@@ -98,6 +100,7 @@ const std::array<ChipInfo, 4> kChips = {{
         // RM0090 3.3 Table 5: system memory 0x1FFF0000-0x1FFF77FF, OTP 0x1FFF7800-
         // 0x1FFF7A0F; 39.1/39.2 unique ID 0x1FFF7A10, flash size 0x1FFF7A22.
         .system_memory = {0x1FFF0000, 0x7A30},
+        .otp = {0x1FFF7800, 0x210},
         .flash_size_reg = 0x1FFF7A22,
         .uid_reg = 0x1FFF7A10,
         // RM0090 3.6.1 Table 16: option bytes at 0x1FFFC000 (RDP/USER) and 0x1FFFC008
@@ -132,6 +135,7 @@ const std::array<ChipInfo, 4> kChips = {{
         // RM0385 2.2.2: system memory 0x1FF00000-0x1FF0EDBF, OTP 0x1FF0F000-0x1FF0F41F;
         // 41.1/41.2 unique ID 0x1FF0F420, flash size 0x1FF0F442.
         .system_memory = {0x1FF00000, 0xF450},
+        .otp = {0x1FF0F000, 0x420},
         .flash_size_reg = 0x1FF0F442,
         .uid_reg = 0x1FF0F420,
         // RM0385 3.4.1 Table 5: option bytes 0x1FFF0000-0x1FFF001F; FLASH_OPTCR reset

@@ -41,6 +41,7 @@ struct ChipInfo {
   std::vector<std::uint32_t> sector_sizes;  // F4/F7 style: sizes of sectors 0..n-1
 
   MemoryRegion system_memory;                    // read-only: bootloader, OTP, UID, flash size
+  MemoryRegion otp;                              // OTP bytes and lock bytes; {0, 0}: none
   std::uint32_t flash_size_reg;                  // 16-bit, KiB
   std::uint32_t uid_reg;                         // 96-bit unique ID
   MemoryRegion option_bytes;                     // option-byte area as the bus sees it

@@ -1,5 +1,7 @@
 #include "flash_controller.hpp"
 
+#include <algorithm>
+
 #include "flash_detail.hpp"
 
 namespace probefarm::sim {
@@ -41,11 +43,21 @@ std::uint32_t narrow_read(std::uint32_t word, std::uint32_t offset, unsigned siz
   return size >= 4 ? shifted : shifted & ((1u << (8 * size)) - 1);
 }
 
+bool debug_protected(const FlashContext& ctx, ReadProtection level) {
+  return level != ReadProtection::level0 && ctx.debugger_attached && ctx.debugger_attached();
+}
+
+void erase_all(const FlashContext& ctx) {
+  std::fill(ctx.flash.begin(), ctx.flash.end(), std::uint8_t{0xFF});
+  ctx.counters.mass_erases += 1;
+  if (ctx.on_flash_changed) ctx.on_flash_changed(0, ctx.chip.flash_size);
+}
+
 bool KeySequence::write(const WordWrite& w, bool currently_unlocked) {
   if (state_ == State::lockup) return false;
   // A key is a whole word; a partial write cannot be a key.
   const bool whole = w.mask == 0xFFFFFFFFu;
-  if (currently_unlocked) {
+  if (currently_unlocked && policy_ == WhileUnlocked::lock_up) {
     state_ = State::lockup;
     return false;
   }

@@ -22,7 +22,19 @@ struct FlashContext {
   // Called after the controller changed flash contents (program, erase), so the CPU model
   // can drop translated code for that range. Offsets are relative to the flash base.
   std::function<void(std::uint32_t offset, std::uint32_t length)> on_flash_changed;
+  // The chip's "debugger connected" state (the board latches it until a power-on reset).
+  // With read protection active the controller refuses program and erase operations
+  // while it is set, whichever bus master asks (PM0075 2.4.1, RM0316 4.3.1, RM0090 3.7.3,
+  // RM0385 3.4.3). Empty: no debugger.
+  std::function<bool()> debugger_attached;
+  // A system reset that reloads the option bytes (F303 FLASH_CR.OBL_LAUNCH, RM0316 4.5.4).
+  // It is called from inside write() and ends up calling reset() on this controller, so
+  // write() touches nothing after calling it. Empty: the controller only resets itself.
+  std::function<void()> request_system_reset;
 };
+
+// Read protection level as loaded from the RDP option byte at the last reset.
+enum class ReadProtection { level0, level1, level2 };
 
 class FlashController : public Peripheral {
  public:
@@ -36,6 +48,8 @@ class FlashController : public Peripheral {
   virtual BusResponse array_write(std::uint32_t offset, std::uint32_t value, unsigned size) = 0;
 
   // A bus master accesses the option-byte area (offset from chip.option_bytes.base).
+  // Writes program option bytes where the controller allows it (F1 style: OPTPG); the
+  // F4/F7 style programs them from FLASH_OPTCR only.
   virtual BusResponse option_read(std::uint32_t offset, unsigned size) = 0;
   virtual BusResponse option_write(std::uint32_t offset, std::uint32_t value, unsigned size) = 0;
 
@@ -45,6 +59,10 @@ class FlashController : public Peripheral {
 
   // True while a program/erase operation is in progress at the current virtual time.
   virtual bool busy() const = 0;
+
+  // The level in force since the last reset; a newly programmed RDP value counts only
+  // after the option bytes are loaded again (reset, OBL_LAUNCH).
+  virtual ReadProtection read_protection() const = 0;
 };
 
 std::unique_ptr<FlashController> make_flash_controller(const FlashContext& ctx);

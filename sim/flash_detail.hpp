@@ -34,12 +34,20 @@ std::uint32_t narrow_read(std::uint32_t word, std::uint32_t offset, unsigned siz
 
 // The two-write key sequence that unlocks FLASH_CR (and, with other keys, the option
 // registers). PM0075 2.3.1 / RM0316 4.2.1 / RM0090 3.6.1 / RM0385 3.3.5: KEY1 then KEY2
-// unlocks; any other value, or any write while already unlocked, locks the register
-// until the next reset. The manuals add that the offending access returns a bus error;
-// Peripheral::write cannot report one, so only the lock-up is modelled.
+// unlocks; any other value locks the register until the next reset. The manuals add that
+// the offending access returns a bus error; Peripheral::write cannot report one, so only
+// the lock-up is modelled.
+//
+// A key written while already unlocked: the F4/F7 interface locks up (OpenOCD's stm32f2x
+// driver reads LOCK first because "writing on STM32_FLASH_KEYR will fail"). The F1 FPEC
+// takes a correct sequence again without harm: OpenOCD's stm32f1x lock/unlock, in daily
+// use on F103 silicon, leaves FLASH_CR and OPTWRE unlocked after the option erase and
+// sends both key pairs again before programming.
 class KeySequence {
  public:
-  KeySequence(std::uint32_t key1, std::uint32_t key2) : key1_(key1), key2_(key2) {}
+  enum class WhileUnlocked { lock_up, accept_keys };
+  KeySequence(std::uint32_t key1, std::uint32_t key2, WhileUnlocked policy)
+      : key1_(key1), key2_(key2), policy_(policy) {}
 
   // Feeds one write of the key register; true if it completed the unlock sequence.
   bool write(const WordWrite& w, bool currently_unlocked);
@@ -54,8 +62,17 @@ class KeySequence {
   enum class State { want_key1, want_key2, lockup };
   std::uint32_t key1_;
   std::uint32_t key2_;
+  WhileUnlocked policy_;
   State state_ = State::want_key1;
 };
+
+// Read protection in force and a debugger connected: the flash interface refuses program
+// and erase operations, whoever asks (PM0075 2.4.1, RM0316 4.3.1, RM0090 3.7.3, RM0385
+// 3.4.3).
+bool debug_protected(const FlashContext& ctx, ReadProtection level);
+
+// Erases the whole main flash at once (mass erase, RDP regression) and reports it.
+void erase_all(const FlashContext& ctx);
 
 // PM0075 2.3.1, RM0090 3.6.1: FLASH_KEYR keys (shared by every STM32 here).
 constexpr std::uint32_t kKey1 = 0x45670123;

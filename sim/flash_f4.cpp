@@ -13,6 +13,7 @@ namespace probefarm::sim {
 namespace {
 
 using flash_detail::load_le;
+using flash_detail::store_le;
 using flash_detail::WordWrite;
 
 // RM0090 3.9.8 / RM0385 3.7.9 register maps.
@@ -51,6 +52,13 @@ constexpr std::uint32_t kCrStored =
 
 // RM0090 3.9.6 / RM0385 3.7.6 FLASH_OPTCR.
 constexpr std::uint32_t kOptcrOptlock = 1u << 0;
+constexpr std::uint32_t kOptcrOptstrt = 1u << 1;
+constexpr unsigned kOptcrRdpShift = 8;
+constexpr unsigned kOptcrNwrpShift = 16;
+
+// RM0090 3.7.3 / RM0385 3.4.3: RDP values of level 0 and level 2; anything else is level 1.
+constexpr std::uint32_t kRdpLevel0 = 0xAA;
+constexpr std::uint32_t kRdpLevel2 = 0xCC;
 // RM0090 3.7.2 / RM0385 3.4.2 option keys.
 constexpr std::uint32_t kOptKey1 = 0x08192A3B;
 constexpr std::uint32_t kOptKey2 = 0x4C5D6E7F;
@@ -69,6 +77,14 @@ struct F4Params {
   std::uint32_t optcr_writable;  // bits software may change once OPTCR is unlocked
   bool has_optcr1;
 };
+
+// The datasheets give no time for an OPTSTRT operation and the manuals do not say which
+// parallelism it uses. RM0090 3.7.2 / RM0385 3.4.2: it erases the option-byte sector and
+// programs it again, so the model takes the erase time of the smallest main-flash sector,
+// and for the mass erase of an RDP regression (RM0090 3.7.3) tME, both at x32: the widest
+// parallelism without VPP, the one the "Program/erase parallelism" tables of RM0090 and
+// RM0385 allow at the boards' 3.3 V.
+constexpr unsigned kOptionParallelism = 2;  // x32
 
 constexpr Picoseconds ms(std::uint64_t n) {
   return n * kMillisecond;
@@ -139,17 +155,16 @@ class FlashF4 final : public FlashController {
         sr_ &= ~(w.value & w.mask & kSrW1c);
         break;
       case kCr:
+      case kOptcr:
         // RM0090 3.6 note / RM0385 3.3.4: a FLASH_CR write while BSY stalls the AHB until
         // BSY clears. Peripheral::write cannot stall, so the write is held back and lands
-        // when the operation ends, which is what software observes afterwards.
+        // when the operation ends, which is what software observes afterwards. The model
+        // treats FLASH_OPTCR the same way, so a second OPTSTRT waits for the first.
         if (op_active_) {
-          pending_cr_writes_.push_back(w);
+          pending_writes_.push_back(w);
         } else {
-          write_cr(w);
+          write_control(w);
         }
-        break;
-      case kOptcr:
-        write_optcr(w);
         break;
       case kOptcr1:
         if (params_.has_optcr1 && !option_locked()) optcr1_ = w.merge(optcr1_);
@@ -201,15 +216,15 @@ class FlashF4 final : public FlashController {
   }
 
   BusResponse option_write(std::uint32_t, std::uint32_t, unsigned) override {
-    // The option bytes change only through OPTCR + OPTSTRT (not modelled yet), never
-    // by a direct write.
+    // RM0090 3.7.2 / RM0385 3.4.2: the option bytes change only through FLASH_OPTCR and
+    // OPTSTRT, never by a direct write.
     return {BusStatus::error, 0, 0};
   }
 
   void reset() override {
     op_active_ = false;
     busy_until_ = 0;
-    pending_cr_writes_.clear();
+    pending_writes_.clear();
     x64_low_.reset();
     acr_ = 0;
     sr_ = 0;
@@ -221,9 +236,24 @@ class FlashF4 final : public FlashController {
 
   bool busy() const override { return op_active_ && ctx_.clock.now() < busy_until_; }
 
+  ReadProtection read_protection() const override { return rdp_level_; }
+
  private:
   bool locked() const { return (cr_ & kCrLock) != 0; }
   bool option_locked() const { return (optcr_ & kOptcrOptlock) != 0; }
+
+  // RM0090 3.7.3 / RM0385 3.4.3 level 1: no erase or program of the flash while the debug
+  // feature is connected. The manuals name no flag; the model raises WRPERR, which is
+  // what OpenOCD reports on such parts as "stm32x device protected".
+  bool debug_protected() const { return flash_detail::debug_protected(ctx_, rdp_level_); }
+
+  void write_control(const WordWrite& w) {
+    if (w.offset == kCr) {
+      write_cr(w);
+    } else {
+      write_optcr(w);
+    }
+  }
 
   std::uint32_t register_value(std::uint32_t offset) const {
     switch (offset) {
@@ -259,13 +289,59 @@ class FlashF4 final : public FlashController {
     if (option_locked()) return;
     const std::uint32_t v = w.merge(optcr_);
     optcr_ = (optcr_ & ~params_.optcr_writable) | (v & params_.optcr_writable);
+    // RM0090 3.9.6 OPTSTRT: set by software, cleared by hardware when BSY clears.
+    if (w.value & w.mask & kOptcrOptstrt) program_option_bytes();
     if (v & kOptcrOptlock) {
       optcr_ |= kOptcrOptlock;
       option_keys_.relock();
     }
-    // OPTSTRT (bit 1, option-byte programming) is a later task; the bit is not kept, so
-    // software polling BSY sees the request "complete" without any change to the option
-    // bytes.
+  }
+
+  // RM0090 3.7.2 / RM0385 3.4.2 (user option bytes programming): OPTSTRT erases the option
+  // bytes and programs them with FLASH_OPTCR (and FLASH_OPTCR1 on the F7). The level and
+  // write protection in force stay those loaded at the last reset (RM0090 3.9.6: the
+  // fields "contain the value ... after reset"); FLASH_OPTCR reads back what was written.
+  void program_option_bytes() {
+    if (rdp_level_ == ReadProtection::level2) {
+      // RM0090 3.7.3 / RM0385 3.4.3 level 2: the user option bytes can no longer be
+      // changed. The manuals name no flag; the model refuses with WRPERR so that software
+      // sees the refusal.
+      flag_error(kSrWrperr);
+      return;
+    }
+    const std::uint32_t rdp = (optcr_ >> kOptcrRdpShift) & 0xFF;
+    Picoseconds duration = params_.sector_erase.front().by_psize[kOptionParallelism];
+    if (rdp_level_ == ReadProtection::level1 && rdp == kRdpLevel0) {
+      // RM0090 3.7.3 "Level 1 to level 0 regression" / RM0385 3.4.3: the flash is mass
+      // erased before the protection is removed, write protection notwithstanding. The
+      // erase leaves the option bytes alone ("the other option bytes including write
+      // protections remain unchanged"); they are then programmed as for any OPTSTRT.
+      flash_detail::erase_all(ctx_);
+      duration += params_.mass_erase[kOptionParallelism];
+    }
+    store_option_bytes();
+    optcr_ |= kOptcrOptstrt;
+    begin(duration);
+  }
+
+  // One 64-bit row of the option-byte storage: 16-bit value, its complement above.
+  void store_row(std::uint32_t row, std::uint32_t value) {
+    const std::uint32_t v = value & 0xFFFF;
+    store_le(ctx_.option_bytes, 8 * row, v | ((~v & 0xFFFF) << 16), 4);
+  }
+
+  // The inverse of load_option_bytes(). OPTLOCK and OPTSTRT are register bits, not option
+  // bytes, so the USER byte is stored with bits 1:0 clear as in the factory contents.
+  void store_option_bytes() {
+    const std::uint32_t nwrp = optcr_ >> kOptcrNwrpShift;
+    store_row(0, (optcr_ & 0xFC) | (optcr_ & 0xFF00));
+    if (params_.has_optcr1) {
+      store_row(1, (nwrp & 0xFF) | (((optcr_ >> 30) & 3) << 14));
+      store_row(2, optcr1_);
+      store_row(3, optcr1_ >> 16);
+    } else {
+      store_row(1, nwrp & 0xFFF);
+    }
   }
 
   unsigned psize() const { return (cr_ & kCrPsize) >> kCrPsizeShift; }
@@ -275,6 +351,12 @@ class FlashF4 final : public FlashController {
     const bool mer = (cr_ & kCrMer) != 0;
     // RM0090 3.6.3 note: with both MER and SER set neither erase is performed.
     if (ser == mer) return;
+    // RM0090 3.7.3 Table "Access versus read protection level": in debug mode at level 1
+    // neither a sector nor a mass erase is allowed; only the RDP regression erases.
+    if (debug_protected()) {
+      flag_error(kSrWrperr);
+      return;
+    }
     const auto& sizes = ctx_.chip.sector_sizes;
     if (mer) {
       for (std::uint32_t s = 0; s < sizes.size(); ++s) {
@@ -283,9 +365,7 @@ class FlashF4 final : public FlashController {
           return;
         }
       }
-      std::fill(ctx_.flash.begin(), ctx_.flash.end(), std::uint8_t{0xFF});
-      ctx_.counters.mass_erases += 1;
-      changed(0, ctx_.chip.flash_size);
+      flash_detail::erase_all(ctx_);
       begin(params_.mass_erase[psize()]);
       return;
     }
@@ -311,7 +391,7 @@ class FlashF4 final : public FlashController {
   // RM0090 3.6.4 note / RM0385 3.3.7 note: programming can only clear bits; a 1 written
   // over a 0 stays 0 until the sector is erased. No error flag reports it.
   BusResponse program(std::uint32_t offset, std::uint64_t data, unsigned size) {
-    if (sector_protected(sector_of(offset))) return flag_error(kSrWrperr);
+    if (debug_protected() || sector_protected(sector_of(offset))) return flag_error(kSrWrperr);
     for (unsigned i = 0; i < size; ++i) {
       ctx_.flash[offset + i] &= static_cast<std::uint8_t>(data >> (8 * i));
     }
@@ -348,13 +428,14 @@ class FlashF4 final : public FlashController {
     while (op_active_ && ctx_.clock.now() >= busy_until_) {
       op_active_ = false;
       cr_ &= ~kCrStrt;
+      optcr_ &= ~kOptcrOptstrt;
       // RM0090 3.9.4 / RM0385 3.7.4: EOP is set only when EOPIE is enabled.
       if (cr_ & kCrEopie) sr_ |= kSrEop;
-      // Stalled FLASH_CR writes land now; one of them may start the next operation.
-      while (!op_active_ && !pending_cr_writes_.empty()) {
-        const WordWrite w = pending_cr_writes_.front();
-        pending_cr_writes_.erase(pending_cr_writes_.begin());
-        write_cr(w);
+      // Stalled register writes land now; one of them may start the next operation.
+      while (!op_active_ && !pending_writes_.empty()) {
+        const WordWrite w = pending_writes_.front();
+        pending_writes_.erase(pending_writes_.begin());
+        write_control(w);
       }
     }
   }
@@ -371,6 +452,9 @@ class FlashF4 final : public FlashController {
     const auto& ob = ctx_.option_bytes;
     const std::uint32_t user = ob[0];
     const std::uint32_t rdp = ob[1];
+    rdp_level_ = rdp == kRdpLevel0   ? ReadProtection::level0
+                 : rdp == kRdpLevel2 ? ReadProtection::level2
+                                     : ReadProtection::level1;
     const std::uint32_t row1 = load_le(ob, 8, 2);
     std::uint32_t optcr = kOptcrOptlock | (user << 0) | (rdp << 8);
     if (params_.has_optcr1) {
@@ -388,15 +472,18 @@ class FlashF4 final : public FlashController {
   FlashContext ctx_;
   F4Params params_;
   std::vector<std::uint32_t> sector_start_;
-  flash_detail::KeySequence keys_{flash_detail::kKey1, flash_detail::kKey2};
-  flash_detail::KeySequence option_keys_{kOptKey1, kOptKey2};
+  flash_detail::KeySequence keys_{flash_detail::kKey1, flash_detail::kKey2,
+                                  flash_detail::KeySequence::WhileUnlocked::lock_up};
+  flash_detail::KeySequence option_keys_{kOptKey1, kOptKey2,
+                                         flash_detail::KeySequence::WhileUnlocked::lock_up};
   std::uint32_t acr_ = 0;
   std::uint32_t sr_ = 0;
   std::uint32_t cr_ = kCrLock;
   std::uint32_t optcr_ = 0;
   std::uint32_t optcr1_ = 0;
   std::uint32_t active_nwrp_ = 0;  // loaded at reset; OPTCR edits do not take effect
-  std::vector<WordWrite> pending_cr_writes_;
+  ReadProtection rdp_level_ = ReadProtection::level0;  // likewise
+  std::vector<WordWrite> pending_writes_;              // FLASH_CR/OPTCR writes held by BSY
   std::optional<std::pair<std::uint32_t, std::uint32_t>> x64_low_;  // offset, value
   bool op_active_ = false;
   Picoseconds busy_until_ = 0;

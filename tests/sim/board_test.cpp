@@ -8,9 +8,6 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -18,149 +15,18 @@
 #include "bus.hpp"
 #include "chip.hpp"
 #include "clock.hpp"
+#include "debugger.hpp"
 
-namespace probefarm::sim {
+namespace probefarm::sim::test {
 namespace {
 
-constexpr std::uint32_t kAircr = 0xE000ED0C;
-constexpr std::uint32_t kDfsr = 0xE000ED30;
-constexpr std::uint32_t kDhcsr = 0xE000EDF0;
-constexpr std::uint32_t kDcrsr = 0xE000EDF4;
-constexpr std::uint32_t kDcrdr = 0xE000EDF8;
-constexpr std::uint32_t kDemcr = 0xE000EDFC;
 constexpr std::uint32_t kFpCtrl = 0xE0002000;
 constexpr std::uint32_t kDbgmcuIdcode = 0xE0042000;
-
-constexpr std::uint32_t kDbgKey = 0xA05F0000;
-constexpr std::uint32_t kCDebugEn = 1u << 0;
-constexpr std::uint32_t kCHalt = 1u << 1;
-constexpr std::uint32_t kSRegRdy = 1u << 16;
-constexpr std::uint32_t kSHalt = 1u << 17;
-constexpr std::uint32_t kSResetSt = 1u << 25;
-constexpr std::uint32_t kDfsrVCatch = 1u << 3;
-constexpr std::uint32_t kDfsrAll = 0x1F;
-constexpr std::uint32_t kVcCoreReset = 1u << 0;
-constexpr std::uint32_t kVectKey = 0x05FA0000;
-constexpr std::uint32_t kVectReset = 1u << 0;
-constexpr std::uint32_t kSysResetReq = 1u << 2;
-
-constexpr std::uint32_t kRegWrite = 1u << 16;
-constexpr std::uint32_t kRegSp = 13;
-constexpr std::uint32_t kRegLr = 14;
-constexpr std::uint32_t kRegPc = 15;
-constexpr std::uint32_t kRegXpsr = 16;
-constexpr std::uint32_t kRegMsp = 17;
-constexpr std::uint32_t kRegSpecial = 20;
 
 // firmware/README.md "What tests can rely on".
 constexpr std::uint32_t kDemoCounter = 0x20002000;
 constexpr std::uint32_t kDemoPattern = 0x20002004;
 constexpr std::uint32_t kDemoTableWord = 0x20002044;
-
-const char* const kAllChips[] = {"stm32f103c8", "stm32f303vc", "stm32f407vg", "stm32f746ng"};
-
-const ChipInfo& chip_named(const std::string& name) {
-  const ChipInfo* chip = find_chip(name);
-  if (chip == nullptr) throw std::runtime_error("no chip " + name);
-  return *chip;
-}
-
-class Debugger {
- public:
-  explicit Debugger(Board& board) : b_(board) {}
-
-  std::uint32_t rd(std::uint32_t addr) {
-    const BusResponse r = b_.read(addr, 4);
-    EXPECT_EQ(r.status, BusStatus::ok) << "read 0x" << std::hex << addr;
-    return r.value;
-  }
-  void wr(std::uint32_t addr, std::uint32_t value) {
-    const BusResponse r = b_.write(addr, value, 4);
-    EXPECT_EQ(r.status, BusStatus::ok) << "write 0x" << std::hex << addr;
-  }
-  void wr16(std::uint32_t addr, std::uint16_t value) {
-    const BusResponse r = b_.write(addr, value, 2);
-    EXPECT_EQ(r.status, BusStatus::ok) << "write16 0x" << std::hex << addr;
-  }
-
-  bool halted() { return (rd(kDhcsr) & kSHalt) != 0; }
-  void halt() {
-    wr(kDhcsr, kDbgKey | kCDebugEn | kCHalt);
-    EXPECT_TRUE(halted());
-  }
-  void resume() { wr(kDhcsr, kDbgKey | kCDebugEn); }
-  std::uint32_t reg(std::uint32_t regsel) {
-    wr(kDcrsr, regsel);
-    EXPECT_NE(rd(kDhcsr) & kSRegRdy, 0u);
-    return rd(kDcrdr);
-  }
-  void set_reg(std::uint32_t regsel, std::uint32_t value) {
-    wr(kDcrdr, value);
-    wr(kDcrsr, regsel | kRegWrite);
-    EXPECT_NE(rd(kDhcsr) & kSRegRdy, 0u);
-  }
-
-  std::uint32_t flash_sr() const { return b_.chip().flash_regs + 0x0C; }
-  std::uint32_t flash_cr() const { return b_.chip().flash_regs + 0x10; }
-  bool f1() const { return b_.chip().flash_style == FlashStyle::f1; }
-  std::uint32_t bsy() const { return f1() ? 1u : 1u << 16; }  // PM0075 3.4, RM0090 3.9.4
-
-  void unlock_flash() {
-    wr(b_.chip().flash_regs + 0x04, 0x45670123);
-    wr(b_.chip().flash_regs + 0x04, 0xCDEF89AB);
-    ASSERT_EQ(rd(flash_cr()) & (f1() ? 0x80u : 0x80000000u), 0u) << "FLASH_CR unlocked";
-  }
-  void lock_flash() { wr(flash_cr(), f1() ? 0x80u : 0x80000000u); }
-  void wait_flash_idle() {
-    for (int i = 0; i < 4'000'000 && (rd(flash_sr()) & bsy()); ++i)
-      b_.advance(5 * kMicrosecond);
-    ASSERT_EQ(rd(flash_sr()) & bsy(), 0u) << "flash still busy";
-  }
-
-  // PM0075 2.3.3 (F1: PG, half-word writes, BSY) and RM0090 3.6.4 / RM0385 3.3.6 (F4/F7:
-  // PG with PSIZE = x32, word writes, BSY). `offset` is from the flash base; the target
-  // area is erased.
-  void program_flash(std::uint32_t offset, const std::vector<std::uint8_t>& image) {
-    std::vector<std::uint8_t> data = image;
-    while (data.size() % 4 != 0)
-      data.push_back(0xFF);
-    const std::uint32_t base = b_.chip().flash_base + offset;
-    ASSERT_NO_FATAL_FAILURE(unlock_flash());
-    wr(flash_cr(), f1() ? 0x1u : (0x1u | 2u << 8));
-    for (std::uint32_t off = 0; off < data.size(); off += f1() ? 2 : 4) {
-      std::uint32_t v = data[off] | std::uint32_t{data[off + 1]} << 8;
-      if (f1()) {
-        wr16(base + off, static_cast<std::uint16_t>(v));
-      } else {
-        v |= std::uint32_t{data[off + 2]} << 16 | std::uint32_t{data[off + 3]} << 24;
-        wr(base + off, v);
-      }
-      ASSERT_NO_FATAL_FAILURE(wait_flash_idle());
-    }
-    EXPECT_EQ(rd(flash_sr()) & (f1() ? 0x14u : 0xF2u), 0u) << "flash error flags";
-    wr(flash_cr(), 0);
-    lock_flash();
-    for (std::uint32_t off = 0; off < data.size(); off += 4)
-      ASSERT_EQ(rd(base + off), word(data, off)) << "flash word at +" << off;
-  }
-
-  static std::uint32_t word(const std::vector<std::uint8_t>& d, std::size_t off) {
-    return d[off] | std::uint32_t{d[off + 1]} << 8 | std::uint32_t{d[off + 2]} << 16 |
-           std::uint32_t{d[off + 3]} << 24;
-  }
-
-  void set_vector_catch(bool on) { wr(kDemcr, on ? kVcCoreReset : 0); }
-
- private:
-  Board& b_;
-};
-
-std::vector<std::uint8_t> demo_image(const std::string& chip) {
-  const std::string path = std::string(PROBEFARM_FIRMWARE_DIR) + "/demo_" + chip + ".bin";
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << "cannot open " << path;
-  return {std::istreambuf_iterator<char>(in), {}};
-}
 
 // firmware/README.md: demo_table[i] = fmix32((i + 1) * 0x9E3779B9).
 std::uint32_t demo_table(std::uint32_t i) {
@@ -186,8 +52,8 @@ class BoardChip : public ::testing::TestWithParam<const char*> {
     dbg_.halt();
     ASSERT_NO_FATAL_FAILURE(dbg_.program_flash(0, image_));
   }
-  std::uint32_t initial_sp() const { return Debugger::word(image_, 0); }
-  std::uint32_t reset_pc() const { return Debugger::word(image_, 4) & ~1u; }
+  std::uint32_t initial_sp() const { return word_at(image_, 0); }
+  std::uint32_t reset_pc() const { return word_at(image_, 4) & ~1u; }
 
   Board board_;
   Debugger dbg_{board_};
@@ -393,7 +259,7 @@ TEST_P(BoardChip, PowerCycleClearsSramKeepsFlash) {
   EXPECT_EQ(dhcsr & (kCDebugEn | kSHalt), 0u);
   EXPECT_NE(dhcsr & kSResetSt, 0u);
   for (std::uint32_t off = 0; off < image_.size(); off += 4)
-    ASSERT_EQ(dbg_.rd(board_.chip().flash_base + off), Debugger::word(image_, off)) << off;
+    ASSERT_EQ(dbg_.rd(board_.chip().flash_base + off), word_at(image_, off)) << off;
   board_.advance(5 * kMillisecond);
   EXPECT_GT(dbg_.rd(kDemoCounter), 10u) << "the demo runs after power-up";
 }
@@ -488,7 +354,7 @@ TEST_P(BoardChip, FlashAliasMirrorsFlash) {
   const std::uint32_t alias =
       board_.chip().flash_style == FlashStyle::f7 ? 0x00200000u : 0x00000000u;
   for (std::uint32_t off = 0; off < 0x40; off += 4)
-    EXPECT_EQ(dbg_.rd(alias + off), Debugger::word(image_, off)) << off;
+    EXPECT_EQ(dbg_.rd(alias + off), word_at(image_, off)) << off;
 }
 
 INSTANTIATE_TEST_SUITE_P(Board, BoardChip, ::testing::ValuesIn(kAllChips), chip_name);
@@ -536,7 +402,7 @@ TEST(Board, StateDirKeepsFlashAcrossBoards) {
     for (std::size_t i = 0; i < image.size(); ++i)
       ASSERT_EQ(board.flash()[i], image[i]) << i;
     Debugger dbg(board);
-    EXPECT_EQ(dbg.rd(0x08000004), Debugger::word(image, 4));
+    EXPECT_EQ(dbg.rd(0x08000004), word_at(image, 4));
     board.advance(5 * kMillisecond);
     EXPECT_GT(dbg.rd(kDemoCounter), 10u) << "the persisted demo runs from reset";
   }
@@ -549,4 +415,4 @@ TEST(Board, StateDirKeepsFlashAcrossBoards) {
 }
 
 }  // namespace
-}  // namespace probefarm::sim
+}  // namespace probefarm::sim::test

@@ -6,9 +6,6 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
-#include <fstream>
-#include <iterator>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -16,57 +13,17 @@
 #include "bus.hpp"
 #include "chip.hpp"
 #include "clock.hpp"
+#include "debugger.hpp"
 
-namespace probefarm::sim {
+namespace probefarm::sim::test {
 namespace {
 
-// ARMv7-M ARM B3.2.2 (SCB) and C1.6 (debug registers).
+// ARMv7-M ARM B3.2.3 CPUID, B4 (CPUID scheme) MVFR0/MVFR1; the debug registers are in
+// debugger.hpp.
 constexpr std::uint32_t kCpuid = 0xE000ED00;
-constexpr std::uint32_t kAircr = 0xE000ED0C;
-constexpr std::uint32_t kDfsr = 0xE000ED30;
-constexpr std::uint32_t kDhcsr = 0xE000EDF0;
-constexpr std::uint32_t kDcrsr = 0xE000EDF4;
-constexpr std::uint32_t kDcrdr = 0xE000EDF8;
-constexpr std::uint32_t kDemcr = 0xE000EDFC;
 constexpr std::uint32_t kMvfr0 = 0xE000EF40;
 constexpr std::uint32_t kMvfr1 = 0xE000EF44;
-
-// C1.6.2 DHCSR.
-constexpr std::uint32_t kDbgKey = 0xA05F0000;
-constexpr std::uint32_t kCDebugEn = 1u << 0;
-constexpr std::uint32_t kCHalt = 1u << 1;
-constexpr std::uint32_t kCStep = 1u << 2;
-constexpr std::uint32_t kSRegRdy = 1u << 16;
-constexpr std::uint32_t kSHalt = 1u << 17;
-constexpr std::uint32_t kSSleep = 1u << 18;
-constexpr std::uint32_t kSLockup = 1u << 19;
-constexpr std::uint32_t kSRetireSt = 1u << 24;
-constexpr std::uint32_t kSResetSt = 1u << 25;
-
-// C1.6.1 DFSR.
-constexpr std::uint32_t kDfsrHalted = 1u << 0;
-constexpr std::uint32_t kDfsrBkpt = 1u << 1;
-constexpr std::uint32_t kDfsrDwtTrap = 1u << 2;
-constexpr std::uint32_t kDfsrVCatch = 1u << 3;
-constexpr std::uint32_t kDfsrAll = 0x1F;
-
-// C1.6.5 DEMCR.
-constexpr std::uint32_t kVcCoreReset = 1u << 0;
-constexpr std::uint32_t kTrcEna = 1u << 24;
-
-// B3.2.6 AIRCR.
-constexpr std::uint32_t kVectKey = 0x05FA0000;
-constexpr std::uint32_t kSysResetReq = 1u << 2;
-
-// C1.6.3 DCRSR: REGSEL values and REGWnR.
-constexpr std::uint32_t kRegWrite = 1u << 16;
-constexpr std::uint32_t kRegSp = 13;
-constexpr std::uint32_t kRegLr = 14;
-constexpr std::uint32_t kRegPc = 15;  // DebugReturnAddress
-constexpr std::uint32_t kRegXpsr = 16;
-constexpr std::uint32_t kRegMsp = 17;
-constexpr std::uint32_t kRegPsp = 18;
-constexpr std::uint32_t kRegSpecial = 20;  // CONTROL | FAULTMASK | BASEPRI | PRIMASK
+// C1.6.3 DCRSR REGSEL of the FP registers.
 constexpr std::uint32_t kRegFpscr = 0x21;
 constexpr std::uint32_t kRegS0 = 0x40;
 
@@ -98,142 +55,8 @@ constexpr std::uint16_t kMovsR0_6 = 0x2006;  // MOVS r0, #6 (T1)
 constexpr std::uint16_t kBkpt1 = 0xBE01;     // BKPT #1
 constexpr std::uint16_t kNop = 0xBF00;       // NOP (T1)
 
-const char* const kAllChips[] = {"stm32f103c8", "stm32f303vc", "stm32f407vg", "stm32f746ng"};
-
 Board make_board(const std::string& name, const std::string& serial = "PFCORE01") {
-  const ChipInfo* chip = find_chip(name);
-  if (chip == nullptr) throw std::runtime_error("no chip " + name);
-  return Board(*chip, BoardOptions{.serial = serial, .uid_seed = 7, .state_dir = {}});
-}
-
-// A debugger on the AHB-AP: 32-bit accesses only, the sequences OpenOCD and pyOCD use.
-class Debugger {
- public:
-  explicit Debugger(Board& board) : b_(board) {}
-
-  std::uint32_t rd(std::uint32_t addr) {
-    const BusResponse r = b_.read(addr, 4);
-    EXPECT_EQ(r.status, BusStatus::ok) << "read 0x" << std::hex << addr;
-    return r.value;
-  }
-  void wr(std::uint32_t addr, std::uint32_t value) {
-    const BusResponse r = b_.write(addr, value, 4);
-    EXPECT_EQ(r.status, BusStatus::ok) << "write 0x" << std::hex << addr;
-  }
-  void wr16(std::uint32_t addr, std::uint16_t value) {
-    const BusResponse r = b_.write(addr, value, 2);
-    EXPECT_EQ(r.status, BusStatus::ok) << "write16 0x" << std::hex << addr;
-  }
-
-  bool halted() { return (rd(kDhcsr) & kSHalt) != 0; }
-  void halt() {
-    wr(kDhcsr, kDbgKey | kCDebugEn | kCHalt);
-    EXPECT_TRUE(halted());
-  }
-  void resume() { wr(kDhcsr, kDbgKey | kCDebugEn); }
-  void step() { wr(kDhcsr, kDbgKey | kCDebugEn | kCStep); }
-
-  // C1.6.3: write DCRSR, wait for S_REGRDY, then DCRDR holds the value.
-  std::uint32_t reg(std::uint32_t regsel) {
-    wr(kDcrsr, regsel);
-    EXPECT_NE(rd(kDhcsr) & kSRegRdy, 0u) << "S_REGRDY after reading regsel " << regsel;
-    return rd(kDcrdr);
-  }
-  void set_reg(std::uint32_t regsel, std::uint32_t value) {
-    wr(kDcrdr, value);
-    wr(kDcrsr, regsel | kRegWrite);
-    EXPECT_NE(rd(kDhcsr) & kSRegRdy, 0u) << "S_REGRDY after writing regsel " << regsel;
-  }
-
-  void load_thumb(std::uint32_t addr, const std::vector<std::uint16_t>& code) {
-    for (std::size_t i = 0; i < code.size(); ++i)
-      wr16(addr + 2 * static_cast<std::uint32_t>(i), code[i]);
-  }
-  // Halted core, registers set up to run `code` from `addr` on the main stack.
-  void prepare(std::uint32_t addr, const std::vector<std::uint16_t>& code) {
-    halt();
-    load_thumb(addr, code);
-    for (std::uint32_t r = 0; r <= 12; ++r)
-      set_reg(r, 0);
-    set_reg(kRegMsp, kStack);
-    set_reg(kRegXpsr, 0x01000000);  // EPSR.T
-    set_reg(kRegPc, addr);
-    wr(kDfsr, kDfsrAll);
-  }
-
-  // Advances virtual time in small slices until the core halts or `limit` passes.
-  bool run_until_halted(Picoseconds limit) {
-    const Picoseconds end = b_.now() + limit;
-    while (b_.now() < end) {
-      if (halted()) return true;
-      b_.advance(10 * kMicrosecond);
-    }
-    return halted();
-  }
-
-  void wait_flash_idle(std::uint32_t sr, std::uint32_t bsy) {
-    for (int i = 0; i < 2'000'000 && (rd(sr) & bsy); ++i)
-      b_.advance(5 * kMicrosecond);
-    ASSERT_EQ(rd(sr) & bsy, 0u) << "flash still busy";
-  }
-
-  // Programs `image` at the start of the flash through the flash interface registers:
-  // PM0075 2.3.3 (F1: KEYR unlock, PG, half-word writes, BSY) and RM0090 3.6.4 / RM0385
-  // 3.3.6 (F4/F7: KEYR unlock, PG with PSIZE x32, word writes, BSY). The flash is blank.
-  void program_flash(const std::vector<std::uint8_t>& image) {
-    const ChipInfo& chip = b_.chip();
-    const std::uint32_t keyr = chip.flash_regs + 0x04;
-    const std::uint32_t sr = chip.flash_regs + 0x0C;
-    const std::uint32_t cr = chip.flash_regs + 0x10;
-    const bool f1 = chip.flash_style == FlashStyle::f1;
-    const std::uint32_t bsy = f1 ? 1u : 1u << 16;
-    std::vector<std::uint8_t> data = image;
-    while (data.size() % 4 != 0)
-      data.push_back(0xFF);
-    wr(keyr, 0x45670123);
-    wr(keyr, 0xCDEF89AB);
-    wr(cr, f1 ? 0x1u : (0x1u | 2u << 8));
-    for (std::uint32_t off = 0; off < data.size(); off += f1 ? 2 : 4) {
-      std::uint32_t v = data[off] | std::uint32_t{data[off + 1]} << 8;
-      if (f1) {
-        wr16(chip.flash_base + off, static_cast<std::uint16_t>(v));
-      } else {
-        v |= std::uint32_t{data[off + 2]} << 16 | std::uint32_t{data[off + 3]} << 24;
-        wr(chip.flash_base + off, v);
-      }
-      wait_flash_idle(sr, bsy);
-    }
-    // F1: PGERR|WRPRTERR; F4/F7: OPERR and the programming error flags.
-    EXPECT_EQ(rd(sr) & (f1 ? 0x14u : 0xF2u), 0u) << "flash error flags";
-    wr(cr, f1 ? 0x80u : 0x80000000u);  // LOCK
-    for (std::uint32_t off = 0; off < data.size(); off += 4) {
-      const std::uint32_t expect = data[off] | std::uint32_t{data[off + 1]} << 8 |
-                                   std::uint32_t{data[off + 2]} << 16 |
-                                   std::uint32_t{data[off + 3]} << 24;
-      ASSERT_EQ(rd(chip.flash_base + off), expect) << "flash word at +" << off;
-    }
-  }
-
-  // System reset with the core caught at the reset vector (C1.6.5 VC_CORERESET).
-  void reset_halt() {
-    wr(kDemcr, kVcCoreReset | kTrcEna);
-    wr(kDhcsr, kDbgKey | kCDebugEn);
-    wr(kAircr, kVectKey | kSysResetReq);
-    EXPECT_TRUE(halted());
-  }
-
- private:
-  Board& b_;
-};
-
-std::vector<std::uint8_t> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << "cannot open " << path;
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-
-std::vector<std::uint8_t> demo_image(const std::string& chip) {
-  return read_file(std::string(PROBEFARM_FIRMWARE_DIR) + "/demo_" + chip + ".bin");
+  return Board(chip_named(name), BoardOptions{.serial = serial, .uid_seed = 7, .state_dir = {}});
 }
 
 // A tiny flash image: vector table (SP, reset PC), then at 0x08000008
@@ -421,7 +244,7 @@ TEST_P(CortexMChip, ResetStatusIsStickyUntilRead) {
 // C1.6.2 S_RETIRE_ST: set when an instruction has retired since the last DHCSR read,
 // cleared by the read.
 TEST_P(CortexMChip, RetireStatusIsStickyUntilRead) {
-  dbg_.prepare(kCode, {kAddsR0_1, kAddsR1_1, kBMinus4});
+  dbg_.prepare(kCode, {kAddsR0_1, kAddsR1_1, kBMinus4}, kStack);
   dbg_.rd(kDhcsr);
   EXPECT_EQ(dbg_.rd(kDhcsr) & kSRetireSt, 0u) << "nothing retired while halted";
   dbg_.step();
@@ -546,7 +369,7 @@ TEST_P(CortexMFpuChip, FloatingPointRegistersOnFpuCores) {
 // C1.6.3: register transfers take place only in Debug state; written while the core
 // runs, DCRSR changes nothing.
 TEST_P(CortexMChip, RegisterTransferIgnoredWhileRunning) {
-  dbg_.prepare(kCode, {kAddsR0_1, kAddsR1_1, kBMinus4});
+  dbg_.prepare(kCode, {kAddsR0_1, kAddsR1_1, kBMinus4}, kStack);
   dbg_.set_reg(5, 0x55555555);
   dbg_.resume();
   board_.advance(20 * kMicrosecond);
@@ -570,7 +393,7 @@ TEST_P(CortexMChip, RegisterTransferIgnoredWhileRunning) {
 // and B at most 4 (TRMs "instruction timings"), at least one per 5; twice the time gives
 // twice the iterations.
 TEST_P(CortexMChip, LoopInSramRunsWithVirtualTime) {
-  dbg_.prepare(kCode, {kAddsR0_1, kAddsR1_1, kBMinus4});
+  dbg_.prepare(kCode, {kAddsR0_1, kAddsR1_1, kBMinus4}, kStack);
   const std::uint64_t hz = board_.chip().reset_hz;
   const Picoseconds t0 = board_.now();
   dbg_.resume();
@@ -598,7 +421,7 @@ TEST_P(CortexMChip, LoopInSramRunsWithVirtualTime) {
 // C1.6.2 C_STEP (C1.5, halting debug stepping): with C_HALT cleared and C_STEP set the core
 // executes exactly one instruction and re-enters Debug state with DFSR.HALTED.
 TEST_P(CortexMChip, StepExecutesExactlyOneInstruction) {
-  dbg_.prepare(kCode, {kAddsR0_1, kAddsR1_1, kBMinus4});
+  dbg_.prepare(kCode, {kAddsR0_1, kAddsR1_1, kBMinus4}, kStack);
   dbg_.wr(kDfsr, kDfsrAll);
   dbg_.step();
   EXPECT_TRUE(dbg_.halted());
@@ -625,7 +448,7 @@ TEST_P(CortexMChip, StepExecutesExactlyOneInstruction) {
 // C1.5 (debug events) / A7.7 BKPT: BKPT with halting debug enabled enters Debug state without
 // executing the instruction: DFSR.BKPT, DebugReturnAddress = the BKPT's address.
 TEST_P(CortexMChip, BkptInstructionHaltsAtItself) {
-  dbg_.prepare(kCode + 0x100, {kMovsR0_5, kBkpt1, kMovsR0_6, kBMinus4});
+  dbg_.prepare(kCode + 0x100, {kMovsR0_5, kBkpt1, kMovsR0_6, kBMinus4}, kStack);
   dbg_.resume();
   board_.advance(10 * kMicrosecond);
   ASSERT_TRUE(dbg_.halted());
@@ -657,7 +480,7 @@ TEST_P(CortexMChip, BlankFlashLocksUpAndHaltRecovers) {
   dbg_.halt();
   EXPECT_EQ(dbg_.rd(kDhcsr) & kSLockup, 0u);
   // From Debug state the core runs code the debugger loaded.
-  dbg_.prepare(kCode, {kMovsR0_5, kBkpt1});
+  dbg_.prepare(kCode, {kMovsR0_5, kBkpt1}, kStack);
   dbg_.resume();
   board_.advance(10 * kMicrosecond);
   ASSERT_TRUE(dbg_.halted());
@@ -669,7 +492,7 @@ TEST_P(CortexMChip, BlankFlashLocksUpAndHaltRecovers) {
 // address is the next instruction); resuming continues after it.
 TEST_P(CortexMChip, WfiSleepsUntilHalted) {
   constexpr std::uint16_t kWfi = 0xBF30;
-  dbg_.prepare(kCode, {kMovsR0_5, kWfi, kMovsR0_6, 0xE7FE /* B . */});
+  dbg_.prepare(kCode, {kMovsR0_5, kWfi, kMovsR0_6, 0xE7FE /* B . */}, kStack);
   dbg_.resume();
   board_.advance(100 * kMicrosecond);
   std::uint32_t v = dbg_.rd(kDhcsr);
@@ -694,7 +517,7 @@ TEST_P(CortexMChip, WfiSleepsUntilHalted) {
 // instruction): the core runs the new instructions, not a stale copy. ADDS r0,#1 becomes
 // ADDS r0,#2 (T2, imm8 = 2).
 TEST_P(CortexMChip, RewrittenSramCodeTakesEffect) {
-  dbg_.prepare(kCode, {kAddsR0_1, kAddsR1_1, kBMinus4});
+  dbg_.prepare(kCode, {kAddsR0_1, kAddsR1_1, kBMinus4}, kStack);
   dbg_.resume();
   board_.advance(100 * kMicrosecond);
   dbg_.halt();
@@ -716,7 +539,7 @@ TEST_P(CortexMChip, RewrittenSramCodeTakesEffect) {
 // runs it returns the address of a recently executed instruction; in Debug state it reads
 // 0xFFFFFFFF.
 TEST_P(CortexMChip, PcsrSamplesThePc) {
-  dbg_.prepare(kCode, {kAddsR0_1, kAddsR1_1, kBMinus4});
+  dbg_.prepare(kCode, {kAddsR0_1, kAddsR1_1, kBMinus4}, kStack);
   EXPECT_EQ(dbg_.rd(kDwtPcsr), 0xFFFFFFFFu);
   dbg_.wr(kDemcr, kTrcEna);
   dbg_.resume();
@@ -773,7 +596,7 @@ std::uint32_t fp_comp_for(bool rev1, std::uint32_t addr) {
 // region halts before that instruction executes, with DFSR.BKPT.
 TEST_P(CortexMChip, FpbBreakpointInFlashHalts) {
   dbg_.halt();
-  ASSERT_NO_FATAL_FAILURE(dbg_.program_flash(flash_loop_image()));
+  ASSERT_NO_FATAL_FAILURE(dbg_.program_flash(0, flash_loop_image()));
   dbg_.reset_halt();
   ASSERT_EQ(dbg_.reg(kRegPc), kFlashLoop);
   dbg_.wr(kDfsr, kDfsrAll);
@@ -798,7 +621,7 @@ TEST_P(CortexMChip, FpbBreakpointInFlashHalts) {
 // half-word of the compared word only, 01 on the lower only, 11 on both.
 TEST_P(CortexMFpbRev0Chip, FpbReplaceSelectsHalfWord) {
   dbg_.halt();
-  ASSERT_NO_FATAL_FAILURE(dbg_.program_flash(flash_loop_image()));
+  ASSERT_NO_FATAL_FAILURE(dbg_.program_flash(0, flash_loop_image()));
   dbg_.reset_halt();
   ASSERT_EQ(dbg_.reg(kRegPc), kFlashLoop);
   dbg_.wr(kFpCtrl, kFpKey | kFpEnable);
@@ -847,7 +670,7 @@ TEST_P(CortexMFpbRev0Chip, FpbReplaceSelectsHalfWord) {
 // names any half-word, including the upper half of a word.
 TEST_P(CortexMFpbRev1Chip, FpbRevision1BreaksOnHalfWordAddress) {
   dbg_.halt();
-  ASSERT_NO_FATAL_FAILURE(dbg_.program_flash(flash_loop_image()));
+  ASSERT_NO_FATAL_FAILURE(dbg_.program_flash(0, flash_loop_image()));
   dbg_.reset_halt();
   dbg_.wr(kFpComp0 + 4 * 7, (kFlashLoop + 2) | 1u);  // the last of the 8 comparators
   dbg_.wr(kFpCtrl, kFpKey | kFpEnable);
@@ -873,7 +696,7 @@ TEST_P(CortexMChip, DwtCtrlReportsFourComparators) {
 // C1.8 DWT_CYCCNT: with DEMCR.TRCENA and DWT_CTRL.CYCCNTENA it counts core clock cycles
 // while the core runs, and does not count in Debug state.
 TEST_P(CortexMChip, CyccntCountsCoreCycles) {
-  dbg_.prepare(kCode, {kAddsR0_1, kAddsR1_1, kBMinus4});
+  dbg_.prepare(kCode, {kAddsR0_1, kAddsR1_1, kBMinus4}, kStack);
   dbg_.wr(kDemcr, kTrcEna);
   dbg_.wr(kDwtCyccnt, 0);
   dbg_.wr(kDwtCtrl, dbg_.rd(kDwtCtrl) | 1u);
@@ -897,7 +720,7 @@ TEST_P(CortexMChip, WriteWatchpointOnDemoCounter) {
   const std::vector<std::uint8_t> image = demo_image(GetParam());
   ASSERT_FALSE(image.empty());
   dbg_.halt();
-  ASSERT_NO_FATAL_FAILURE(dbg_.program_flash(image));
+  ASSERT_NO_FATAL_FAILURE(dbg_.program_flash(0, image));
   dbg_.reset_halt();
   dbg_.wr(kDemcr, kTrcEna);
   dbg_.resume();
@@ -942,7 +765,7 @@ TEST_P(CortexMChip, WriteWatchpointOnDemoCounter) {
 TEST_P(CortexMChip, DebugLogicSurvivesSystemReset) {
   const std::vector<std::uint8_t> image = flash_loop_image();
   dbg_.halt();
-  ASSERT_NO_FATAL_FAILURE(dbg_.program_flash(image));
+  ASSERT_NO_FATAL_FAILURE(dbg_.program_flash(0, image));
   const std::uint32_t comp = fp_comp_for(m7(), kFlashLoop + 2);
   dbg_.wr(kFpComp0 + 8, comp);
   dbg_.wr(kFpCtrl, kFpKey | kFpEnable);
@@ -1007,4 +830,4 @@ TEST(CortexM, DemcrAndDfsrBits) {
 }
 
 }  // namespace
-}  // namespace probefarm::sim
+}  // namespace probefarm::sim::test

@@ -3,16 +3,15 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <memory>
-#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "chip.hpp"
 #include "clock.hpp"
 #include "flash_controller.hpp"
+#include "flash_rig.hpp"
 
-namespace probefarm::sim {
+namespace probefarm::sim::test {
 namespace {
 
 constexpr std::uint32_t kAcr = 0x00;
@@ -49,52 +48,43 @@ constexpr std::uint32_t kLock = 1u << 31;
 constexpr std::uint32_t kKey1 = 0x45670123;
 constexpr std::uint32_t kKey2 = 0xCDEF89AB;
 
+// RM0090 3.9.6 / RM0385 3.7.6 FLASH_OPTCR, 3.7.2 / 3.4.2 option keys.
+constexpr std::uint32_t kOptlock = 1u << 0;
+constexpr std::uint32_t kOptstrt = 1u << 1;
+constexpr std::uint32_t kOptKey1 = 0x08192A3B;
+constexpr std::uint32_t kOptKey2 = 0x4C5D6E7F;
+
 // DS8626 / DS10916 typical values.
 constexpr Picoseconds kProgram = 16 * kMicrosecond;
 constexpr Picoseconds kF407Erase16kX32 = 250 * kMillisecond;
 constexpr Picoseconds kF407Erase16kX8 = 400 * kMillisecond;
 constexpr Picoseconds kF407MassX32 = 8000 * kMillisecond;
 constexpr Picoseconds kF746Erase128kX32 = 500 * kMillisecond;
+// OPTSTRT: the smallest sector's erase time at x32 (tERASE16KB, tERASE32KB), plus tME at
+// x32 for an RDP regression (the model's choice, flash_f4.cpp).
+constexpr Picoseconds kF407Options = 250 * kMillisecond;
+constexpr Picoseconds kF746Options = 200 * kMillisecond;
 
-class F4Rig {
+class F4Rig : public FlashRig {
  public:
-  explicit F4Rig(std::string_view name)
-      : chip_(*find_chip(name)),
-        flash(chip_.flash_size, 0xFF),
-        option_bytes(chip_.option_bytes_reset) {
-    fc = make_flash_controller(FlashContext{chip_, clock, counters, flash, option_bytes,
-                                            [this](std::uint32_t offset, std::uint32_t length) {
-                                              changes.emplace_back(offset, length);
-                                            }});
-  }
+  using FlashRig::FlashRig;
 
-  std::uint32_t reg(std::uint32_t offset) { return fc->read(offset, 4); }
-  void set(std::uint32_t offset, std::uint32_t value) { fc->write(offset, value, 4); }
-  void unlock() {
-    set(kKeyr, kKey1);
-    set(kKeyr, kKey2);
+  // RM0090 3.7.2 / RM0385 3.4.2: the option keys unlock FLASH_OPTCR.
+  void unlock_options() {
+    set(kOptkeyr, kOptKey1);
+    set(kOptkeyr, kOptKey2);
   }
-  std::uint32_t flash32(std::uint32_t offset) const {
-    std::uint32_t v = 0;
-    for (unsigned i = 0; i < 4; ++i)
-      v |= std::uint32_t{flash[offset + i]} << (8 * i);
-    return v;
+  // RM0090 3.7.2 (user option bytes programming): write FLASH_OPTCR, then set OPTSTRT.
+  void program_options(std::uint32_t optcr) {
+    set(kOptcr, optcr & ~(kOptlock | kOptstrt));
+    set(kOptcr, (optcr & ~kOptlock) | kOptstrt);
   }
-  void wait_idle() {
-    while (fc->busy())
-      clock.advance(kMicrosecond);
+  // Sets the RDP option byte (and its complement) directly and reloads, as a reset would.
+  void set_rdp(std::uint8_t rdp) {
+    option_bytes[1] = rdp;
+    option_bytes[3] = static_cast<std::uint8_t>(~rdp);
+    fc->reset();
   }
-
- private:
-  const ChipInfo& chip_;
-
- public:
-  VirtualClock clock;
-  Counters counters;
-  std::vector<std::uint8_t> flash;
-  std::vector<std::uint8_t> option_bytes;
-  std::vector<std::pair<std::uint32_t, std::uint32_t>> changes;
-  std::unique_ptr<FlashController> fc;
 };
 
 TEST(FlashF4Test, ResetValuesFollowTheManual) {
@@ -142,6 +132,17 @@ TEST(FlashF4Test, WrongKeyLocksUntilReset) {
   rig.fc->reset();
   rig.unlock();
   EXPECT_EQ(rig.reg(kCr), 0u);
+}
+
+// Unlike the F1 FPEC, a key written while FLASH_CR is unlocked locks it up until reset
+// (OpenOCD's stm32f2x reads LOCK first for that reason).
+TEST(FlashF4Test, KeyWriteWhileUnlockedLocksUp) {
+  F4Rig rig("stm32f407vg");
+  rig.unlock();
+  rig.set(kKeyr, kKey1);
+  EXPECT_EQ(rig.reg(kCr), kLock);
+  rig.unlock();
+  EXPECT_EQ(rig.reg(kCr), kLock);
 }
 
 TEST(FlashF4Test, ProgramWordIsBusyForTprogAndSetsEopOnlyWithEopie) {
@@ -377,8 +378,7 @@ TEST(FlashF4Test, OptionKeysUnlockOptcrAndResetReloadsIt) {
   F4Rig rig("stm32f407vg");
   rig.set(kOptcr, 0x0FFFAAE0);
   EXPECT_EQ(rig.reg(kOptcr), 0x0FFFAAEDu) << "OPTCR is locked";
-  rig.set(kOptkeyr, 0x08192A3B);
-  rig.set(kOptkeyr, 0x4C5D6E7F);
+  rig.unlock_options();
   EXPECT_EQ(rig.reg(kOptcr) & 1, 0u);
   rig.set(kOptcr, 0x0FFEAAEC);  // clear nWRP0: only a request until OPTSTRT
   EXPECT_EQ(rig.reg(kOptcr), 0x0FFEAAECu);
@@ -398,5 +398,197 @@ TEST(FlashF4Test, OptionAreaReadsStoredBytes) {
   EXPECT_EQ(rig.fc->option_write(0, 0, 4).status, BusStatus::error);
 }
 
+// --- Option bytes ----------------------------------------------------------------------
+
+// RM0090 3.7.2 (user option bytes programming): with FLASH_OPTCR unlocked, write it, then set
+// OPTSTRT; BSY while the option bytes are erased and programmed, OPTSTRT reads 1 until BSY
+// clears (3.9.6). The option bytes hold value and complement; write protection in force
+// stays the one loaded at reset (3.9.6 nWRP: "the value ... after reset").
+TEST(FlashF4Test, OptstrtProgramsOptionBytesFromOptcr) {
+  F4Rig rig("stm32f407vg");
+  rig.set(kOptcr, 0x0FFEAAEC | kOptstrt);
+  EXPECT_FALSE(rig.fc->busy()) << "OPTCR locked: nothing";
+  rig.unlock_options();
+  const Picoseconds start = rig.clock.now();
+  rig.program_options(0x0FFEAAEC);  // nWRP0 = 0
+  EXPECT_EQ(rig.reg(kSr), kBsy);
+  EXPECT_EQ(rig.reg(kOptcr), 0x0FFEAAEEu) << "OPTSTRT set, unlocked";
+  EXPECT_EQ(rig.option32(0), 0x5513AAECu) << "row 0: USER | RDP << 8, complement above";
+  EXPECT_EQ(rig.option32(8), 0xF0010FFEu) << "row 1: nWRP[11:0], complement above";
+  rig.clock.advance_to(start + kF407Options - 1);
+  EXPECT_EQ(rig.reg(kSr), kBsy);
+  rig.clock.advance_to(start + kF407Options);
+  EXPECT_EQ(rig.reg(kSr), 0u);
+  EXPECT_EQ(rig.reg(kOptcr), 0x0FFEAAECu) << "OPTSTRT cleared with BSY";
+  EXPECT_EQ(rig.counters.mass_erases, 0u);
+
+  rig.unlock();
+  rig.set(kCr, kSer | snb(0) | kX32 | kStrt);
+  rig.wait_idle();
+  EXPECT_EQ(rig.reg(kSr), 0u) << "sector 0 not protected before the reset";
+  rig.fc->reset();
+  EXPECT_EQ(rig.reg(kOptcr), 0x0FFEAAEDu);
+  rig.unlock();
+  rig.set(kCr, kSer | snb(0) | kX32 | kStrt);
+  EXPECT_EQ(rig.reg(kSr), kWrperr) << "protected after the reset";
+}
+
+// RM0385 3.4.2 / 3.7.7: on the F7, OPTSTRT programs FLASH_OPTCR1 (BOOT_ADD0/1) too, and the
+// IWDG_STDBY/IWDG_STOP bits of FLASH_OPTCR.
+TEST(FlashF4Test, F7OptstrtProgramsOptcr1) {
+  F4Rig rig("stm32f746ng");
+  rig.unlock_options();
+  rig.set(kOptcr1, 0x00400100);  // BOOT_ADD0 = 0x0100
+  const Picoseconds start = rig.clock.now();
+  rig.program_options(0x40FEAAFC);  // IWDG_STOP = 0, nWRP0 = 0
+  rig.clock.advance_to(start + kF746Options - 1);
+  EXPECT_TRUE(rig.fc->busy());
+  rig.clock.advance_to(start + kF746Options);
+  EXPECT_FALSE(rig.fc->busy());
+  EXPECT_EQ(rig.option32(8), 0xBF0140FEu) << "nWRP | IWDG_STDBY << 14, complement above";
+  EXPECT_EQ(rig.option32(16), 0xFEFF0100u) << "BOOT_ADD0";
+  EXPECT_EQ(rig.option32(24), 0xFFBF0040u) << "BOOT_ADD1";
+  rig.fc->reset();
+  EXPECT_EQ(rig.reg(kOptcr), 0x40FEAAFDu);
+  EXPECT_EQ(rig.reg(kOptcr1), 0x00400100u);
+}
+
+// OpenOCD's "stm32f2x lock": RDP = 0x00 through OPTSTRT. Raising the level erases nothing
+// (RM0090 3.7.3); FLASH_OPTCR reads back the new RDP at once, the level in force changes at
+// the next reset.
+TEST(FlashF4Test, RaisingTheLevelErasesNothingAndCountsFromReset) {
+  F4Rig rig("stm32f407vg");
+  std::fill(rig.flash.begin(), rig.flash.end(), 0x42);
+  rig.unlock_options();
+  rig.program_options(0x0FFF00EC);
+  rig.wait_idle();
+  EXPECT_EQ(rig.reg(kOptcr) & 0xFF00, 0u);
+  EXPECT_EQ(rig.fc->read_protection(), ReadProtection::level0);
+  EXPECT_EQ(rig.flash[0], 0x42);
+  EXPECT_EQ(rig.counters.mass_erases, 0u);
+  rig.fc->reset();
+  EXPECT_EQ(rig.fc->read_protection(), ReadProtection::level1);
+  EXPECT_EQ(rig.reg(kOptcr), 0x0FFF00EDu);
+  EXPECT_EQ(rig.flash[0], 0x42);
+}
+
+// RM0090 3.7.3 "Level 1 to level 0 regression": RDP = 0xAA while level 1 is in force mass
+// erases the flash (write protection notwithstanding) before the options are programmed.
+// BSY lasts tME at x32 plus the option programming.
+TEST(FlashF4Test, RegressionToLevel0MassErases) {
+  F4Rig rig("stm32f407vg");
+  std::fill(rig.flash.begin(), rig.flash.end(), 0x42);
+  rig.option_bytes[8] &= static_cast<std::uint8_t>(~(1u << 2));  // nWRP2 = 0
+  rig.option_bytes[10] = static_cast<std::uint8_t>(~rig.option_bytes[8]);
+  rig.set_rdp(0x55);
+  ASSERT_EQ(rig.fc->read_protection(), ReadProtection::level1);
+  rig.unlock_options();
+  const Picoseconds start = rig.clock.now();
+  rig.program_options(0x0FFBAAEC);
+  EXPECT_TRUE(rig.flash_blank());
+  EXPECT_EQ(rig.counters.mass_erases, 1u);
+  ASSERT_FALSE(rig.changes.empty());
+  EXPECT_EQ(rig.changes.back(), std::make_pair(0u, rig.chip().flash_size));
+  rig.clock.advance_to(start + kF407MassX32 + kF407Options - 1);
+  EXPECT_EQ(rig.reg(kSr), kBsy);
+  rig.clock.advance_to(start + kF407MassX32 + kF407Options);
+  EXPECT_EQ(rig.reg(kSr), 0u);
+  EXPECT_EQ(rig.fc->read_protection(), ReadProtection::level1) << "until the next reset";
+  rig.fc->reset();
+  EXPECT_EQ(rig.fc->read_protection(), ReadProtection::level0);
+  EXPECT_EQ(rig.reg(kOptcr), 0x0FFBAAEDu) << "the other option bytes as programmed";
+}
+
+// RM0090 3.7.3: the mass erase happens only from level 1 to level 0; staying at level 1 or
+// going to level 0 from level 0 erases nothing.
+TEST(FlashF4Test, NoMassEraseWithoutRegression) {
+  F4Rig rig("stm32f746ng");
+  std::fill(rig.flash.begin(), rig.flash.end(), 0x42);
+  rig.unlock_options();
+  rig.program_options(0xC0FFAAFC);
+  rig.wait_idle();
+  rig.set_rdp(0x00);
+  rig.unlock_options();
+  rig.program_options(0xC0FF11FC);
+  rig.wait_idle();
+  EXPECT_EQ(rig.flash[0], 0x42);
+  EXPECT_EQ(rig.counters.mass_erases, 0u);
+  EXPECT_EQ(rig.option32(0), 0xEE0311FCu);
+}
+
+// RM0090 3.7.3 / RM0385 3.4.3 level 2: the option bytes can no longer be changed; the model
+// refuses OPTSTRT with WRPERR and changes nothing.
+TEST(FlashF4Test, Level2IsPermanent) {
+  for (auto name : {"stm32f407vg", "stm32f746ng"}) {
+    F4Rig rig(name);
+    std::fill(rig.flash.begin(), rig.flash.end(), 0x42);
+    rig.set_rdp(0xCC);
+    ASSERT_EQ(rig.fc->read_protection(), ReadProtection::level2) << name;
+    const auto before = rig.option_bytes;
+    const std::uint32_t optcr = rig.reg(kOptcr);
+    rig.unlock_options();
+    rig.program_options((optcr & ~0xFF00u) | 0xAA00);
+    EXPECT_EQ(rig.reg(kSr), kWrperr) << name;
+    EXPECT_FALSE(rig.fc->busy()) << name;
+    EXPECT_EQ(rig.option_bytes, before) << name;
+    EXPECT_EQ(rig.flash[0], 0x42) << name;
+    EXPECT_EQ(rig.counters.mass_erases, 0u) << name;
+    rig.fc->reset();
+    EXPECT_EQ(rig.fc->read_protection(), ReadProtection::level2) << name;
+  }
+}
+
+// RM0090 3.7.3 Table "Access versus read protection level" / RM0385 3.4.3: at level 1 with
+// the debugger connected no program, sector erase or mass erase (WRPERR); programming the
+// option bytes, the regression included, stays possible.
+TEST(FlashF4Test, DebuggerAtLevel1CannotProgramOrErase) {
+  for (auto name : {"stm32f407vg", "stm32f746ng"}) {
+    F4Rig rig(name);
+    std::fill(rig.flash.begin(), rig.flash.end(), 0x42);
+    std::fill(rig.flash.begin() + 0x100, rig.flash.begin() + 0x200, 0xFF);
+    rig.set_rdp(0x00);
+    rig.debugger_attached = true;
+    rig.unlock();
+    rig.set(kCr, kPg | kX32);
+    EXPECT_EQ(rig.fc->array_write(0x100, 0x12345678, 4).status, BusStatus::ok) << name;
+    EXPECT_EQ(rig.reg(kSr), kWrperr) << name;
+    EXPECT_EQ(rig.flash32(0x100), 0xFFFFFFFFu) << name;
+    rig.set(kSr, kWrperr);
+    rig.set(kCr, kSer | snb(1) | kX32 | kStrt);
+    EXPECT_EQ(rig.reg(kSr), kWrperr) << name;
+    rig.set(kSr, kWrperr);
+    rig.set(kCr, kMer | kX32 | kStrt);
+    EXPECT_EQ(rig.reg(kSr), kWrperr) << name;
+    EXPECT_FALSE(rig.fc->busy()) << name;
+    EXPECT_EQ(rig.counters.mass_erases + rig.counters.sectors_erased, 0u) << name;
+    EXPECT_EQ(rig.flash[0], 0x42) << name;
+    rig.set(kSr, kWrperr);
+
+    rig.unlock_options();
+    rig.program_options((rig.reg(kOptcr) & ~0xFF00u) | 0xAA00);
+    rig.wait_idle();
+    EXPECT_EQ(rig.reg(kSr), 0u) << name;
+    EXPECT_TRUE(rig.flash_blank()) << name;
+    rig.fc->reset();
+    rig.unlock();
+    rig.set(kCr, kPg | kX32);
+    rig.fc->array_write(0x100, 0x12345678, 4);
+    rig.wait_idle();
+    EXPECT_EQ(rig.flash32(0x100), 0x12345678u) << name << ": level 0 again after reset";
+  }
+}
+
+// A FLASH_OPTCR write while BSY is held back like a FLASH_CR write: OpenOCD relocks OPTCR
+// right after the operation.
+TEST(FlashF4Test, OptcrWriteDuringBusyLandsWhenTheOperationEnds) {
+  F4Rig rig("stm32f407vg");
+  rig.unlock_options();
+  rig.program_options(0x0FFFAAEC);
+  rig.set(kOptcr, 0x0FFFAAEC | kOptlock);
+  EXPECT_EQ(rig.reg(kOptcr) & kOptlock, 0u);
+  rig.wait_idle();
+  EXPECT_EQ(rig.reg(kOptcr), 0x0FFFAAEDu);
+}
+
 }  // namespace
-}  // namespace probefarm::sim
+}  // namespace probefarm::sim::test
