@@ -5,6 +5,9 @@
 #   swd_off_stlink  the same through an ST-Link V2-1 (hla), as in the seed
 #   unplug    the probe is unplugged while OpenOCD reads: OpenOCD reports an error,
 #             probefarm-sim survives, and after a replug a fresh OpenOCD run works
+#   f1_protect, f4_protect
+#             read protection: lock, power cycle, OpenOCD sees the chip protected and cannot
+#             read flash; unlock mass-erases; after a power cycle a new program works
 #   v2_speed  2000 kHz is not in the ST-Link V2's clock table: OpenOCD says which speed it
 #             uses instead
 # Usage: scenario.sh OPENOCD PROBEFARM_SIM FIRMWARE_DIR SCENARIO
@@ -71,6 +74,39 @@ unplug() {
   expect_log again "halted due to" "a fresh OpenOCD run after the replug did not halt the core"
 }
 
+# protect CHIP TARGET_CFG DRIVER PREFIX LOCKED_REGEX: PREFIX is how the driver names itself
+# in its lock/unlock messages.
+protect() {
+  local chip=$1 cfg=$2 driver=$3 prefix=$4 locked=$5
+  start_sim --board "$chip:cmsis-dap-v2"
+  local serial=${serials[0]} elf=$firmware/demo_$chip.elf
+  ocd_session pass lock usb_bulk "$serial" "$cfg" init "reset halt" "$driver options_read 0" \
+    "program $elf verify" "$driver lock 0"
+  expect_log lock "Verified OK" "the demo was not programmed"
+  expect_log lock "$prefix locked" "$driver lock did not report success"
+  ctl power "$serial" cycle
+
+  # Read protection is loaded at power-on; with a debugger attached flash is out of reach.
+  ocd_session any locked usb_bulk "$serial" "$cfg" init "reset halt" "$driver options_read 0" \
+    "mdw 0x08000000"
+  expect_log locked "$locked" "OpenOCD does not report the chip as protected"
+  expect_log locked "Failed to read memory at 0x08000000" "flash was not shut off from the debugger"
+  reject_log locked "^0x08000000: " "OpenOCD read flash on a protected chip"
+
+  local erases
+  erases=$(ctl stats | grep -Eo '"mass_erases": [0-9]+' | grep -Eo '[0-9]+')
+  ocd_session pass unlock usb_bulk "$serial" "$cfg" init "reset halt" "$driver unlock 0"
+  expect_log unlock "$prefix unlocked" "$driver unlock did not report success"
+  [ "$(ctl stats | grep -Eo '"mass_erases": [0-9]+' | grep -Eo '[0-9]+')" -eq $((erases + 1)) ] ||
+    fail "leaving read protection did not mass-erase the chip"
+  ctl power "$serial" cycle
+
+  ocd_session pass again usb_bulk "$serial" "$cfg" init "reset halt" "mdw 0x08000000" \
+    "program $elf verify"
+  expect_log again "^0x08000000: ffffffff" "flash is not blank after the unlock"
+  expect_log again "Verified OK" "a new program after the unlock failed"
+}
+
 v2_speed() {
   start_sim --board stm32f103c8:stlink-v2
   ocd_session pass speed hla "${serials[0]}" stm32f1x init "adapter speed 2000" "adapter speed"
@@ -82,6 +118,8 @@ v2_speed() {
 case $scenario in
   swd_off) swd_off cmsis-dap-v2 usb_bulk PFSIM01F407VG ;;
   swd_off_stlink) swd_off stlink-v2-1 hla 504630314634303756475F5F ;;
+  f1_protect) protect stm32f103c8 stm32f1x stm32f1x stm32x "read protection: on" ;;
+  f4_protect) protect stm32f407vg stm32f4x stm32f2x stm32f2x "Device Security Bit Set" ;;
   unplug | v2_speed) "$scenario" ;;
   *) fail "unknown scenario '$scenario'" ;;
 esac
