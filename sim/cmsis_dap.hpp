@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "target_port.hpp"
@@ -26,6 +27,15 @@ struct CmsisDapConfig {
   std::string board_name;                  // DAP_Info 0x08
   std::string firmware_version = "1.0.0";  // DAP_Info 0x09
 };
+
+// Fills what the USB probe models take from the board they sit on when `config` leaves it
+// empty: the serial and the target identification of DAP_Info 0x05/0x06.
+inline void fill_board_identity(CmsisDapConfig& config, const std::string& serial,
+                                std::string_view part) {
+  if (config.serial.empty()) config.serial = serial;
+  if (config.target_vendor.empty()) config.target_vendor = "STMicroelectronics";
+  if (config.target_name.empty()) config.target_name = std::string(part);
+}
 
 class CmsisDapEngine {
  public:

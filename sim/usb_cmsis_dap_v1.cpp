@@ -7,10 +7,6 @@
 namespace probefarm::sim {
 namespace {
 
-constexpr std::uint8_t kStringManufacturer = 1;
-constexpr std::uint8_t kStringProduct = 2;
-constexpr std::uint8_t kStringSerial = 3;
-constexpr std::uint8_t kStringInterface = 4;
 // v1 hosts find the probe by "CMSIS-DAP" in the product string (CMSIS-DAP specification
 // v2.1, "Firmware"); the interface is named like DAPLink's HID interface.
 constexpr const char* kInterfaceName = "CMSIS-DAP v1";
@@ -34,9 +30,7 @@ constexpr std::uint8_t kReportFeature = 3;
 
 UsbCmsisDapV1::UsbCmsisDapV1(Board& board, CmsisDapConfig config)
     : board_(board), config_(std::move(config)) {
-  if (config_.serial.empty()) config_.serial = board_.serial();
-  if (config_.target_vendor.empty()) config_.target_vendor = "STMicroelectronics";
-  if (config_.target_name.empty()) config_.target_name = std::string(board_.chip().part);
+  fill_board_identity(config_, board_.serial(), board_.chip().part);
   // A packet is one report: the report descriptor fixes both at 64 bytes.
   config_.packet_size = kReportSize;
   config_.packet_count = kPacketCount;
@@ -88,7 +82,7 @@ std::vector<std::uint8_t> UsbCmsisDapV1::config_descriptor() const {
   // USB 2.0 9.6.3 Table 9-10 (configuration), 9.6.5 Table 9-12 (interface): class 0x03 HID,
   // subclass 0 (no boot interface), protocol 0 (HID 1.11 4.2, 4.3).
   std::vector<std::uint8_t> d{9, 2, 0, 0, 1, 1, 0, 0x80, 50};  // bus powered, 100 mA
-  d.insert(d.end(), {9, 4, kInterface, 0, 2, 0x03, 0x00, 0x00, kStringInterface});
+  d.insert(d.end(), {9, 4, kInterface, 0, 2, 0x03, 0x00, 0x00, usb::kStringInterface});
   // HID 1.11 7.1: the HID descriptor sits between the interface and its endpoints.
   auto hid = hid_descriptor();
   d.insert(d.end(), hid.begin(), hid.end());
@@ -101,20 +95,8 @@ std::vector<std::uint8_t> UsbCmsisDapV1::config_descriptor() const {
 }
 
 std::vector<std::uint8_t> UsbCmsisDapV1::string_descriptor(std::uint8_t index) const {
-  switch (index) {
-    case 0:
-      return usb::langid_descriptor();
-    case kStringManufacturer:
-      return usb::ascii_string_descriptor(config_.vendor);
-    case kStringProduct:
-      return usb::ascii_string_descriptor(config_.product);
-    case kStringSerial:
-      return usb::ascii_string_descriptor(config_.serial);
-    case kStringInterface:
-      return usb::ascii_string_descriptor(kInterfaceName);
-    default:
-      return {};
-  }
+  return usb::probe_string_descriptor(
+      {config_.vendor, config_.product, config_.serial, kInterfaceName}, index);
 }
 
 void UsbCmsisDapV1::power_lost() {

@@ -7,10 +7,6 @@
 namespace probefarm::sim {
 namespace {
 
-constexpr std::uint8_t kStringManufacturer = 1;
-constexpr std::uint8_t kStringProduct = 2;
-constexpr std::uint8_t kStringSerial = 3;
-constexpr std::uint8_t kStringInterface = 4;
 // Hosts (OpenOCD among them) find the CMSIS-DAP v2 interface by this substring in the
 // interface string (CMSIS-DAP specification v2.1, "Firmware": interface string must
 // contain "CMSIS-DAP").
@@ -20,9 +16,7 @@ constexpr const char* kInterfaceName = "CMSIS-DAP v2";
 
 UsbCmsisDapV2::UsbCmsisDapV2(Board& board, CmsisDapConfig config)
     : board_(board), config_(std::move(config)) {
-  if (config_.serial.empty()) config_.serial = board_.serial();
-  if (config_.target_vendor.empty()) config_.target_vendor = "STMicroelectronics";
-  if (config_.target_name.empty()) config_.target_name = std::string(board_.chip().part);
+  fill_board_identity(config_, board_.serial(), board_.chip().part);
   config_.packet_size = kMaxPacket;
   engine_ = make_cmsis_dap_engine(board_, config_);
 }
@@ -38,7 +32,7 @@ std::vector<std::uint8_t> UsbCmsisDapV2::device_descriptor() const {
 std::vector<std::uint8_t> UsbCmsisDapV2::config_descriptor() const {
   // USB 2.0 9.6.3 Table 9-10 (configuration), 9.6.5 Table 9-12 (interface).
   std::vector<std::uint8_t> d{9, 2, 0, 0, 1, 1, 0, 0x80, 50};  // bus powered, 100 mA
-  d.insert(d.end(), {9, 4, 0, 0, 2, 0xFF, 0x00, 0x00, kStringInterface});
+  d.insert(d.end(), {9, 4, 0, 0, 2, 0xFF, 0x00, 0x00, usb::kStringInterface});
   // The CMSIS-DAP v2 endpoint order is fixed: OUT first, then IN (CMSIS-DAP v2.1,
   // "Firmware" > "Endpoint configuration").
   usb::put_endpoint(d, kEpOut, 0x02, kMaxPacket, 0);
@@ -48,20 +42,8 @@ std::vector<std::uint8_t> UsbCmsisDapV2::config_descriptor() const {
 }
 
 std::vector<std::uint8_t> UsbCmsisDapV2::string_descriptor(std::uint8_t index) const {
-  switch (index) {
-    case 0:
-      return usb::langid_descriptor();
-    case kStringManufacturer:
-      return usb::ascii_string_descriptor(config_.vendor);
-    case kStringProduct:
-      return usb::ascii_string_descriptor(config_.product);
-    case kStringSerial:
-      return usb::ascii_string_descriptor(config_.serial);
-    case kStringInterface:
-      return usb::ascii_string_descriptor(kInterfaceName);
-    default:
-      return {};
-  }
+  return usb::probe_string_descriptor(
+      {config_.vendor, config_.product, config_.serial, kInterfaceName}, index);
 }
 
 void UsbCmsisDapV2::power_lost() {

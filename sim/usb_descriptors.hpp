@@ -59,4 +59,33 @@ inline std::vector<std::uint8_t> ascii_string_descriptor(std::string_view s) {
   return d;
 }
 
+// String descriptors of a probe with one interface: 0 the LANGID table, then the indices
+// device_descriptor() names (1 manufacturer, 2 product, 3 serial) and 4, the interface
+// string. Empty for any other index (the device stalls the request).
+struct ProbeStrings {
+  std::string_view manufacturer;
+  std::string_view product;
+  std::string_view serial;
+  std::string_view interface;
+};
+constexpr std::uint8_t kStringInterface = 4;
+
+inline std::vector<std::uint8_t> probe_string_descriptor(const ProbeStrings& s,
+                                                         std::uint8_t index) {
+  switch (index) {
+    case 0:
+      return langid_descriptor();
+    case 1:
+      return ascii_string_descriptor(s.manufacturer);
+    case 2:
+      return ascii_string_descriptor(s.product);
+    case 3:
+      return ascii_string_descriptor(s.serial);
+    case kStringInterface:
+      return ascii_string_descriptor(s.interface);
+    default:
+      return {};
+  }
+}
+
 }  // namespace probefarm::sim::usb

@@ -9,20 +9,13 @@
 
 #include "board.hpp"
 #include "chip.hpp"
+#include "usb_descriptor_reader.hpp"
 
 namespace probefarm::sim {
 namespace {
 
-std::string ascii(const std::vector<std::uint8_t>& string_descriptor) {
-  std::string s;
-  for (std::size_t i = 2; i + 1 < string_descriptor.size(); i += 2)
-    s += static_cast<char>(string_descriptor[i]);
-  return s;
-}
-
-std::uint16_t le16(const std::vector<std::uint8_t>& d, std::size_t at) {
-  return static_cast<std::uint16_t>(d[at] | d[at + 1] << 8);
-}
+using test::ascii;
+using test::le16;
 
 // A 64-byte output report: the command, zero padded, as hid_write() sends it.
 std::vector<std::uint8_t> report(std::vector<std::uint8_t> command) {

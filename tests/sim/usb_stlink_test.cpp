@@ -12,22 +12,15 @@
 #include "board.hpp"
 #include "chip.hpp"
 #include "probe_factory.hpp"
+#include "usb_descriptor_reader.hpp"
 
 namespace probefarm::sim {
 namespace {
 
 using Bytes = std::vector<std::uint8_t>;
 
-std::string ascii(const Bytes& string_descriptor) {
-  std::string s;
-  for (std::size_t i = 2; i + 1 < string_descriptor.size(); i += 2)
-    s += static_cast<char>(string_descriptor[i]);
-  return s;
-}
-
-std::uint16_t le16(const Bytes& d, std::size_t at) {
-  return static_cast<std::uint16_t>(d[at] | d[at + 1] << 8);
-}
+using test::ascii;
+using test::le16;
 
 struct Endpoint {
   std::uint8_t interface;
