@@ -18,6 +18,18 @@ std::uint32_t load_le(std::span<const std::uint8_t> bytes, std::uint32_t offset,
 void store_le(std::span<std::uint8_t> bytes, std::uint32_t offset, std::uint32_t value,
               unsigned size);
 
+// A bus read of the option-byte area as both controller styles answer it: the stored
+// bytes, or a bus error past the end of the area.
+inline BusResponse read_option_bytes(const FlashContext& ctx, std::uint32_t offset, unsigned size) {
+  if (offset + size > ctx.option_bytes.size()) return {BusStatus::error, 0, 0};
+  return {BusStatus::ok, load_le(ctx.option_bytes, offset, size), 0};
+}
+
+// Tells the CPU model that the controller changed flash contents (offsets from the base).
+inline void notify_changed(const FlashContext& ctx, std::uint32_t offset, std::uint32_t length) {
+  if (ctx.on_flash_changed) ctx.on_flash_changed(offset, length);
+}
+
 // A byte or half-word access to a 32-bit register, widened to the whole word: `value` is
 // moved to its byte lanes and `mask` covers those lanes. Registers whose write side
 // effects depend on the written bits (rc_w1 flags, key registers) use the pair; plain

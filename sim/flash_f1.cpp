@@ -156,8 +156,7 @@ class FlashF1 final : public FlashController {
   }
 
   BusResponse option_read(std::uint32_t offset, unsigned size) override {
-    if (offset + size > ctx_.option_bytes.size()) return {BusStatus::error, 0, 0};
-    return {BusStatus::ok, load_le(ctx_.option_bytes, offset, size), 0};
+    return flash_detail::read_option_bytes(ctx_, offset, size);
   }
 
   BusResponse option_write(std::uint32_t offset, std::uint32_t value, unsigned size) override {
@@ -361,7 +360,7 @@ class FlashF1 final : public FlashController {
   }
 
   void changed(std::uint32_t offset, std::uint32_t length) {
-    if (ctx_.on_flash_changed) ctx_.on_flash_changed(offset, length);
+    flash_detail::notify_changed(ctx_, offset, length);
   }
 
   // PM0075 2.5: each option byte is followed by its complement. A mismatched pair reads

@@ -211,8 +211,7 @@ class FlashF4 final : public FlashController {
   }
 
   BusResponse option_read(std::uint32_t offset, unsigned size) override {
-    if (offset + size > ctx_.option_bytes.size()) return {BusStatus::error, 0, 0};
-    return {BusStatus::ok, load_le(ctx_.option_bytes, offset, size), 0};
+    return flash_detail::read_option_bytes(ctx_, offset, size);
   }
 
   BusResponse option_write(std::uint32_t, std::uint32_t, unsigned) override {
@@ -441,7 +440,7 @@ class FlashF4 final : public FlashController {
   }
 
   void changed(std::uint32_t offset, std::uint32_t length) {
-    if (ctx_.on_flash_changed) ctx_.on_flash_changed(offset, length);
+    flash_detail::notify_changed(ctx_, offset, length);
   }
 
   // Option-byte storage layout (chip.cpp): 64-bit rows whose low half holds the value and
