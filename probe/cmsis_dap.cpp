@@ -1,0 +1,1 @@
+#include "probe/cmsis_dap.hpp"

@@ -1,0 +1,107 @@
+#pragma once
+// Cortex-M core control through the debug registers on the system bus (ARMv7-M ARM,
+// ARM DDI 0403E.b, C1.6; ARMv6-M ARM DDI 0419 C1): examine, halt/resume/step, core
+// registers, the reset variants, running code in RAM, FPB breakpoints, DWT watchpoints.
+// Every wait has a deadline and throws Error(timeout) or (target_not_responding) naming
+// what did not happen.
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "protocol/dap.hpp"
+
+namespace probefarm::protocol {
+
+// DCRSR.REGSEL numbers (ARMv7-M ARM C1.6.3).
+enum class CoreRegister : std::uint8_t {
+  r0 = 0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12,
+  sp = 13, lr = 14, pc = 15, xpsr = 16, msp = 17, psp = 18,
+  control_faultmask_basepri_primask = 20,
+  fpscr = 33,
+};
+
+enum class ResetKind {
+  sysresetreq,  // AIRCR.SYSRESETREQ: core and peripherals
+  vectreset,    // AIRCR.VECTRESET: core only (ARMv7-M; not on ARMv6-M/ARMv8-M)
+  hardware,     // nRST pulled by the probe
+};
+
+// Why the core is halted (DFSR, C1.6.1).
+struct HaltReason {
+  bool halted_request = false;  // HALTED: C_HALT or step
+  bool breakpoint = false;      // BKPT: BKPT instruction or FPB match
+  bool watchpoint = false;      // DWTTRAP
+  bool vector_catch = false;    // VCATCH
+  bool external = false;        // EXTERNAL
+};
+
+enum class WatchKind { read, write, access };
+
+struct CoreIdentity {
+  std::uint32_t cpuid = 0;
+  std::string name;  // "Cortex-M4 r0p1"
+  bool has_fpu = false;
+  unsigned breakpoints = 0;  // FPB code comparators
+  unsigned watchpoints = 0;  // DWT comparators
+};
+
+// A call into code already loaded in RAM: the loader entry, its arguments in r0..r3, a
+// stack top, and the address of a BKPT the function returns to (lr, Thumb bit set by us).
+struct AlgorithmCall {
+  std::uint32_t entry = 0;
+  std::array<std::optional<std::uint32_t>, 4> args;  // r0..r3; unset ones are left alone
+  std::uint32_t stack_top = 0;
+  std::uint32_t return_bkpt = 0;  // address of a `bkpt` instruction
+};
+
+class CortexM {
+ public:
+  explicit CortexM(MemAp& memory);
+
+  MemAp& memory() { return mem_; }
+
+  // CPUID, FPB/DWT sizes, MVFR0; sets DHCSR.C_DEBUGEN. Does not halt.
+  const CoreIdentity& examine();
+  const CoreIdentity& identity() const { return id_; }
+
+  bool is_halted();
+  HaltReason halt_reason();
+  void halt(std::chrono::milliseconds timeout = std::chrono::milliseconds(500));
+  void resume();
+  void step();
+
+  // Core must be halted (Error(usage) otherwise); S_REGRDY waited for with a deadline.
+  std::uint32_t read_register(CoreRegister reg);
+  void write_register(CoreRegister reg, std::uint32_t value);
+
+  // `halt_after`: DEMCR.VC_CORERESET so the core stops at the reset vector. Waits for
+  // S_RESET_ST to clear and, with halt_after, for S_HALT; the DAP is reconnected where
+  // the reset dropped it (hardware reset clears the debug registers on some chips).
+  void reset(ResetKind kind, bool halt_after,
+             std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
+
+  // Algorithm runs: the core must be halted. start_algorithm writes the registers (xPSR
+  // with only the Thumb bit, MSP = stack_top, LR = return_bkpt | 1, PC = entry | 1) and
+  // resumes; algorithm_done() polls without blocking; finish_algorithm() checks it stopped
+  // on the BKPT at return_bkpt (Error(target_not_responding) with PC and DFSR otherwise)
+  // and returns r0. run_algorithm does all three with a deadline (Error(timeout), after
+  // halting the core).
+  void start_algorithm(const AlgorithmCall& call);
+  bool algorithm_done();
+  std::uint32_t finish_algorithm(const AlgorithmCall& call);
+  std::uint32_t run_algorithm(const AlgorithmCall& call, std::chrono::milliseconds timeout);
+
+  // FPB (C1.11) and DWT (C1.8). Error(usage) when all comparators are in use.
+  void set_breakpoint(std::uint32_t address);
+  void clear_breakpoint(std::uint32_t address);
+  void set_watchpoint(std::uint32_t address, std::uint32_t size, WatchKind kind);
+  void clear_watchpoint(std::uint32_t address);
+
+ private:
+  MemAp& mem_;
+  CoreIdentity id_;
+};
+
+}  // namespace probefarm::protocol

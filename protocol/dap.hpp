@@ -1,0 +1,96 @@
+#pragma once
+// ADIv5 Debug Access Port above any probe (ARM IHI 0031, "ADIv5.2"): the debug power-up
+// handshake, AP discovery, sticky-error recovery, and MEM-AP memory access with CSW/TAR
+// caching, TAR auto-increment wrap handling and batching.
+//
+// Batching: MemAp::queue_* add operations to the probe's queue and MemAp::flush() sends
+// them at once; the synchronous calls (read32, write, …) are queue + flush. A failed flush
+// clears the sticky flags (ABORT), forgets the cached CSW/TAR and throws Error naming the
+// address, so the next call starts clean.
+#include <chrono>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "probe/dap_probe.hpp"
+
+namespace probefarm::protocol {
+
+// ADIv5.2 C2.6 IDR fields that matter here.
+struct ApInfo {
+  std::uint8_t index = 0;
+  std::uint32_t idr = 0;
+  std::uint32_t base = 0;  // BASE (ROM table address), MEM-APs only
+  bool is_mem_ap = false;
+  bool is_ahb = false;  // AMBA AHB-AP (IDR TYPE 1)
+};
+
+class Dap {
+ public:
+  explicit Dap(probe::DapProbe& probe);
+
+  // probe connect (line reset, DPIDR), clear sticky errors, CDBGPWRUPREQ|CSYSPWRUPREQ and
+  // wait for both ACKs (bounded), then discover the APs. Throws Error
+  // (target_not_responding) with a hint about power, wiring and SWD being disabled.
+  void connect();
+  std::uint32_t dpidr() const { return dpidr_; }
+  const std::vector<ApInfo>& aps() const { return aps_; }
+  // The first AHB MEM-AP (the system bus on Cortex-M). Throws if there is none.
+  const ApInfo& system_ap() const;
+
+  probe::DapProbe& probe() { return probe_; }
+
+  // Reads CTRL/STAT, writes ABORT to clear STICKYERR/STICKYCMP/STICKYORUN/WDERR
+  // (ADIv5.2 B2.2.1) and returns the CTRL/STAT read before clearing.
+  std::uint32_t clear_sticky_errors();
+
+  // Flushes the probe queue, retrying WAIT (bounded: `wait_budget`) from the first
+  // operation that did not complete... Callers of the probe queue should use this rather
+  // than probe().flush(). Throws Error: target_not_responding (no ACK / FAULT, after
+  // clearing the sticky flags), timeout (WAIT past the budget), probe_io.
+  // `what` names the operation for messages ("read of 0x08000000").
+  void flush(const char* what);
+
+ private:
+  probe::DapProbe& probe_;
+  std::uint32_t dpidr_ = 0;
+  std::vector<ApInfo> aps_;
+};
+
+// Memory through one MEM-AP. Uses the probe's NativeMemory for block transfers when it
+// has one (ST-Link), TAR/DRW otherwise.
+class MemAp {
+ public:
+  MemAp(Dap& dap, std::uint8_t ap);
+
+  Dap& dap() { return dap_; }
+  std::uint8_t ap() const { return ap_; }
+
+  std::uint32_t read32(std::uint32_t address);
+  void write32(std::uint32_t address, std::uint32_t value);
+  std::uint16_t read16(std::uint32_t address);
+  void write16(std::uint32_t address, std::uint16_t value);
+  std::uint8_t read8(std::uint32_t address);
+  void write8(std::uint32_t address, std::uint8_t value);
+
+  // Any address and size: widest accesses the alignment allows, block transfers that
+  // restart TAR at every auto-increment wrap boundary (1 KiB, ADIv5.2 C2.2.2).
+  void read(std::uint32_t address, std::span<std::uint8_t> out);
+  void write(std::uint32_t address, std::span<const std::uint8_t> data);
+
+  // Batching: nothing is sent until flush(). `out` must stay valid until then.
+  void queue_read32(std::uint32_t address, std::uint32_t* out);
+  void queue_write32(std::uint32_t address, std::uint32_t value);
+  void flush();
+
+ private:
+  Dap& dap_;
+  std::uint8_t ap_;
+  // Cached CSW and TAR: what the AP holds, or unknown after a failure.
+  bool csw_valid_ = false;
+  std::uint32_t csw_ = 0;
+  bool tar_valid_ = false;
+  std::uint32_t tar_ = 0;
+};
+
+}  // namespace probefarm::protocol
