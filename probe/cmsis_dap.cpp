@@ -1,1 +1,448 @@
+// The CMSIS-DAP driver. Arm CMSIS-DAP specification v2.1
+// (arm-software.github.io/CMSIS_5/DAP/html); section names are cited where a byte comes
+// from. Packet building and parsing live in cmsis_dap_packets.hpp.
 #include "probe/cmsis_dap.hpp"
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <optional>
+#include <vector>
+
+#include "probe/cmsis_dap_packets.hpp"
+
+namespace probefarm::probe {
+namespace {
+
+using namespace std::chrono_literals;
+using namespace cmsis_dap;
+
+// Every USB call has a deadline (DESIGN.md); a probe that takes longer than this for one
+// packet is hung. The longest thing a packet asks of the probe is DAP_SWJ_Pins' wait, which
+// is kept well below it.
+constexpr std::chrono::milliseconds kUsbTimeout = 1000ms;
+
+// DAP_TransferConfigure: WAIT retries before the probe gives up on a transfer. A flash
+// write can stall the AHB for a while; at 1 MHz one retry costs ~50 µs, so 1000 retries
+// are ~50 ms, far below the USB timeout. Match retries are unused (no match reads).
+constexpr std::uint16_t kWaitRetry = 1000;
+constexpr std::uint16_t kMatchRetry = 100;
+
+// The SWD clock before anyone asks for another: what most probes and targets manage.
+constexpr std::uint32_t kDefaultSpeedKhz = 1000;
+// DAP_SWJ_Clock takes Hz in 32 bits.
+constexpr std::uint32_t kMaxSpeedKhz = 0xFFFFFFFFu / 1000;
+
+// DAP_SWJ_Pins bit 7: nRESET. How long the probe may wait for the pin to read back what was
+// driven (a board's reset capacitor or supervisor), in µs; the spec allows up to 3 s.
+constexpr std::uint8_t kPinNreset = 0x80;
+constexpr std::uint32_t kNresetWaitUs = 100'000;
+
+// HID 1.11 7.2 (class requests): SET_REPORT, report type Output (2) in wValue's high byte.
+// Used only when a v1 probe's HID interface has no interrupt OUT endpoint.
+constexpr std::uint8_t kHidSetReport = 0x09;
+constexpr std::uint16_t kHidReportOutput = 0x0200;
+
+// SELECT fields, ADIv5.2 B2.2.9: APSEL [31:24], APBANKSEL [7:4], DPBANKSEL [3:0].
+constexpr std::uint32_t kSelectDpBankMask = 0x0000000F;
+
+const char* ack_text(DapAck ack) {
+  switch (ack) {
+    case DapAck::ok:
+      return "OK";
+    case DapAck::wait:
+      return "WAIT";
+    case DapAck::fault:
+      return "FAULT";
+    case DapAck::no_response:
+      return "no ACK";
+    case DapAck::protocol_error:
+      return "a protocol error";
+  }
+  return "?";
+}
+
+class CmsisDap final : public DapProbe {
+ public:
+  CmsisDap(std::unique_ptr<UsbDevice> device, ProbeInfo info)
+      : device_(std::move(device)), info_(std::move(info)) {
+    find_endpoints();
+    read_info();
+  }
+
+  ~CmsisDap() override {
+    // Leave the pins released for whoever uses the probe next; a destructor cannot report
+    // a failure, and an unplugged probe has nothing to release.
+    if (!connected_) return;
+    try {
+      disconnect();
+    } catch (const Error&) {
+    }
+  }
+
+  const ProbeInfo& info() const override { return info_; }
+
+  std::uint32_t connect() override {
+    if (!swd_capable_)
+      throw Error(ErrorCategory::usage, "probe " + label() + " does not support SWD",
+                  "use a probe whose CMSIS-DAP firmware has SWD (DAP_Info capabilities)");
+    // DAP_Connect, port 1 = SWD; the answer is the port now in use, 0 = failed.
+    auto r = command({kConnect, 1}, 2);
+    if (r[1] != 1)
+      throw Error(ErrorCategory::probe_io,
+                  "probe " + label() + " refused to switch to SWD (DAP_Connect answered port " +
+                      std::to_string(r[1]) + ")",
+                  "reconnect the probe; another program may be using it");
+    connected_ = true;
+    send_clock(speed_khz_);
+    // DAP_TransferConfigure: idle cycles 0, WAIT retry, match retry (16-bit each).
+    check_status(
+        command({kTransferConfigure, 0, static_cast<std::uint8_t>(kWaitRetry),
+                 static_cast<std::uint8_t>(kWaitRetry >> 8), static_cast<std::uint8_t>(kMatchRetry),
+                 static_cast<std::uint8_t>(kMatchRetry >> 8)},
+                2),
+        "DAP_TransferConfigure");
+    // DAP_SWD_Configure: turnaround 1 clock (bits 1:0 = 0), no data phase on WAIT/FAULT
+    // (bit 2 = 0): the SW-DP defaults (ADIv5.2 B4.1.4, DLCR.TURNROUND reset value).
+    check_status(command({kSwdConfigure, 0x00}, 2), "DAP_SWD_Configure");
+    // DAP_SWJ_Sequence, bits sent LSB first. ADIv5.2 B5.2.2 "JTAG to SWD switching": a line
+    // reset (at least 50 clocks with SWDIO high), the 16-bit sequence 0xE79E, another line
+    // reset, then at least 2 idle clocks (SWDIO low) before the first packet (B4.3.3).
+    std::vector<std::uint8_t> seq = {kSwjSequence, 0};
+    seq.insert(seq.end(), 7, 0xFF);  // 56 ones
+    seq.insert(seq.end(), {0x9E, 0xE7});
+    seq.insert(seq.end(), 7, 0xFF);  // 56 ones
+    seq.push_back(0x00);             // 8 idle clocks
+    seq[1] = static_cast<std::uint8_t>((seq.size() - 2) * 8);
+    check_status(command(seq, 2), "DAP_SWJ_Sequence");
+
+    // After a line reset the DP answers only a DPIDR read (B4.3.3), and SELECT is unknown.
+    select_.reset();
+    queue_.clear();
+    std::uint32_t dpidr = 0;
+    std::vector<Access> read_id = {Access{false, true, kDpDpidr, 0, &dpidr, true, 0}};
+    DapFlushResult res = run(read_id);
+    if (!res.ok())
+      throw Error(ErrorCategory::target_not_responding,
+                  std::string("the target does not answer on probe ") + label() +
+                      ": reading DPIDR got " + ack_text(res.ack),
+                  "check that the target is powered (VTref), that SWDIO, SWCLK and GND are "
+                  "connected, and that the firmware does not turn the SWD pins off (try "
+                  "connecting under reset)");
+    return dpidr;
+  }
+
+  void disconnect() override {
+    // DAP_Disconnect answers DAP_OK whether or not it was connected.
+    auto r = command({kDisconnect}, 2);
+    connected_ = false;
+    select_.reset();
+    check_status(r, "DAP_Disconnect");
+  }
+
+  std::uint32_t set_speed_khz(std::uint32_t khz) override {
+    if (khz == 0)
+      throw Error(ErrorCategory::usage, "an SWD clock of 0 kHz",
+                  "give the speed in kHz, e.g. 1000");
+    khz = std::min(khz, kMaxSpeedKhz);
+    send_clock(khz);
+    // The firmware picks its own divider and cannot say which: the request is the answer.
+    speed_khz_ = khz;
+    return khz;
+  }
+
+  void set_nrst(bool asserted) override {
+    // DAP_SWJ_Pins: output value, select mask, wait time (µs). nRESET is open drain on
+    // the probe: writing 0 pulls it low, writing 1 releases it.
+    std::vector<std::uint8_t> req = {kSwjPins, static_cast<std::uint8_t>(asserted ? 0 : kPinNreset),
+                                     kPinNreset};
+    put_u32(req, kNresetWaitUs);
+    command(req, 2);  // the answer is the pin state read back, nothing to check
+  }
+
+  int target_voltage_mv() override {
+    // The standard command set has no VTref measurement.
+    return -1;
+  }
+
+  void queue_dp_read(std::uint8_t addr, std::uint32_t* out, std::uint8_t bank) override {
+    queue_dp(addr, bank);
+    queue_.push_back(Access{false, true, static_cast<std::uint8_t>(addr & 0x0C), 0, out, true, 0});
+  }
+
+  void queue_dp_write(std::uint8_t addr, std::uint32_t value, std::uint8_t bank) override {
+    queue_dp(addr, bank);
+    queue_.push_back(
+        Access{false, false, static_cast<std::uint8_t>(addr & 0x0C), value, nullptr, true, 0});
+    // A caller that writes SELECT itself sets what the cache must believe.
+    if ((addr & 0x0C) == kDpSelect) queued_select_ = value;
+  }
+
+  void queue_ap_read(std::uint8_t ap, std::uint8_t addr, std::uint32_t* out) override {
+    queue_ap(ap, addr);
+    queue_.push_back(ap_access(ap, addr, true, 0, out));
+  }
+
+  void queue_ap_write(std::uint8_t ap, std::uint8_t addr, std::uint32_t value) override {
+    queue_ap(ap, addr);
+    queue_.push_back(ap_access(ap, addr, false, value, nullptr));
+  }
+
+  void queue_ap_read_block(std::uint8_t ap, std::uint8_t addr,
+                           std::span<std::uint32_t> out) override {
+    if (out.empty()) return;
+    queue_ap(ap, addr);
+    for (auto& word : out)
+      queue_.push_back(ap_access(ap, addr, true, 0, &word));
+  }
+
+  void queue_ap_write_block(std::uint8_t ap, std::uint8_t addr,
+                            std::span<const std::uint32_t> data) override {
+    if (data.empty()) return;
+    queue_ap(ap, addr);
+    for (auto word : data)
+      queue_.push_back(ap_access(ap, addr, false, word, nullptr));
+  }
+
+  DapFlushResult flush() override {
+    if (queue_.empty()) return {};
+    std::vector<Access> accesses = std::move(queue_);
+    queue_.clear();
+    const std::optional<std::uint32_t> after = queued_select_;
+    DapFlushResult result;
+    try {
+      result = run(accesses);
+    } catch (...) {
+      select_.reset();
+      throw;
+    }
+    // After a failure it is unknown whether the SELECT writes before it took effect.
+    if (result.ok())
+      select_ = after;
+    else
+      select_.reset();
+    return result;
+  }
+
+ private:
+  const std::string& label() const { return device_->label(); }
+
+  // The interface and its endpoints: v1 a HID interface with interrupt endpoints (CMSIS-DAP
+  // "CMSIS-DAP v1 with USB HID"), v2 a vendor interface whose first bulk OUT and IN
+  // endpoints carry commands and responses ("CMSIS-DAP v2 with WinUSB").
+  void find_endpoints() {
+    v1_ = info_.kind == ProbeKind::cmsis_dap_v1;
+    const UsbInterface* itf = nullptr;
+    for (const auto& i : device_->configuration().interfaces)
+      if (i.number == info_.interface_number && i.alt_setting == 0) itf = &i;
+    if (!itf)
+      throw Error(
+          ErrorCategory::probe_io,
+          "probe " + label() + " has no interface " + std::to_string(info_.interface_number),
+          "list the probes again; the device may have changed");
+    const auto type = v1_ ? UsbTransferType::interrupt : UsbTransferType::bulk;
+    const UsbEndpoint* in = itf->find_endpoint(type, true);
+    const UsbEndpoint* out = itf->find_endpoint(type, false);
+    if (!in || (!out && !v1_))
+      throw Error(ErrorCategory::probe_io,
+                  "probe " + label() + ": CMSIS-DAP interface " +
+                      std::to_string(info_.interface_number) + " lacks its " +
+                      (v1_ ? "interrupt" : "bulk") + " endpoints",
+                  "this does not look like a CMSIS-DAP probe");
+    ep_in_ = in->address;
+    // A HID interface may have only the IN endpoint; output reports then go by SET_REPORT.
+    set_report_ = !out;
+    ep_out_ = out ? out->address : 0;
+    // Until DAP_Info says otherwise, a packet is one endpoint packet (v1: one report).
+    packet_size_ = std::max<std::size_t>(in->max_packet_size, 64);
+  }
+
+  // DAP_Info: the answer is [0x00, length, data…].
+  std::vector<std::uint8_t> dap_info(std::uint8_t id) {
+    auto r = command({kInfo, id}, 2);
+    const std::size_t len = r[1];
+    if (r.size() < 2 + len)
+      throw Error(ErrorCategory::probe_io,
+                  "probe " + label() + " sent a malformed DAP_Info response",
+                  "reconnect the probe");
+    return {r.begin() + 2, r.begin() + 2 + static_cast<std::ptrdiff_t>(len)};
+  }
+
+  std::string dap_info_string(std::uint8_t id) {
+    auto b = dap_info(id);
+    std::string s(b.begin(), b.end());
+    s.erase(std::find(s.begin(), s.end(), '\0'), s.end());  // strings are NUL-terminated
+    return s;
+  }
+
+  void read_info() {
+    auto caps = dap_info(kInfoCapabilities);
+    swd_capable_ = !caps.empty() && (caps[0] & kCapabilitySwd);
+    auto size = dap_info(kInfoPacketSize);
+    auto count = dap_info(kInfoPacketCount);
+    if (size.size() != 2 || count.size() != 1 || count[0] == 0 || (size[0] | size[1] << 8) < 64)
+      throw Error(ErrorCategory::probe_io,
+                  "probe " + label() + " reports no usable packet size and count (DAP_Info)",
+                  "update the probe firmware");
+    packet_size_ = static_cast<std::size_t>(size[0] | size[1] << 8);
+    packet_count_ = count[0];
+    const std::string firmware = dap_info_string(kInfoFirmwareVersion);  // 2.1+ only
+    const std::string protocol = dap_info_string(kInfoProtocolVersion);
+    info_.firmware_version =
+        firmware.empty() ? "CMSIS-DAP " + protocol : firmware + " (CMSIS-DAP " + protocol + ")";
+  }
+
+  // v1: exactly one report of packet size, zero-padded, without a report ID (the report
+  // descriptor declares none). v2: the command bytes as they are.
+  void send(std::span<const std::uint8_t> request) {
+    if (request.size() > packet_size_)
+      throw Error(ErrorCategory::internal, "CMSIS-DAP request larger than the packet size");
+    if (!v1_) {
+      device_->bulk_write(ep_out_, request, kUsbTimeout);
+      return;
+    }
+    std::vector<std::uint8_t> report(request.begin(), request.end());
+    report.resize(packet_size_);
+    if (set_report_) {
+      UsbControlSetup setup{0x21, kHidSetReport, kHidReportOutput,
+                            static_cast<std::uint16_t>(info_.interface_number)};
+      device_->control_transfer(setup, report, kUsbTimeout);
+    } else {
+      device_->interrupt_write(ep_out_, report, kUsbTimeout);
+    }
+  }
+
+  std::vector<std::uint8_t> receive() {
+    std::vector<std::uint8_t> buf(packet_size_);
+    std::size_t n = v1_ ? device_->interrupt_read(ep_in_, buf, kUsbTimeout)
+                        : device_->bulk_read(ep_in_, buf, kUsbTimeout);
+    buf.resize(n);
+    return buf;
+  }
+
+  // One command, one response that echoes its command byte and has at least `min_size`
+  // bytes, or Error(probe_io).
+  std::vector<std::uint8_t> command(std::vector<std::uint8_t> request, std::size_t min_size) {
+    send(request);
+    auto r = receive();
+    if (r.size() < min_size || r[0] != request[0])
+      throw Error(ErrorCategory::probe_io,
+                  "probe " + label() + " answered command " + std::to_string(request[0]) +
+                      " with a malformed response",
+                  "reconnect the probe; if it persists, update the probe firmware");
+    return r;
+  }
+
+  void check_status(const std::vector<std::uint8_t>& r, const char* name) {
+    if (r[1] != kDapOk)
+      throw Error(ErrorCategory::probe_io, "probe " + label() + " rejected " + name,
+                  "update the probe firmware");
+  }
+
+  void send_clock(std::uint32_t khz) {
+    std::vector<std::uint8_t> req = {kSwjClock};
+    put_u32(req, khz * 1000);  // DAP_SWJ_Clock takes Hz
+    check_status(command(req, 2), "DAP_SWJ_Clock");
+  }
+
+  // SELECT as the queue will have left it; starts from the cache when the queue is empty.
+  void start_queue() {
+    if (queue_.empty()) queued_select_ = select_;
+  }
+
+  // Writes SELECT before the next access unless it already holds `want`.
+  void need_select(std::uint32_t want) {
+    if (queued_select_ && *queued_select_ == want) return;
+    queue_.push_back(Access{false, false, kDpSelect, want, nullptr, false, 0});
+    queued_select_ = want;
+  }
+
+  void queue_dp(std::uint8_t addr, std::uint8_t bank) {
+    start_queue();
+    // ADIv5.2 B2.2: only CTRL/STAT's address (0x4) is banked by DPBANKSEL; a non-zero bank
+    // at 0x0 is DPv3's DPIDR1 and friends, banked the same way.
+    addr &= 0x0C;
+    if (addr == kDpCtrlStat || (addr == kDpDpidr && bank != 0)) {
+      std::uint32_t base = queued_select_ ? *queued_select_ & ~kSelectDpBankMask : 0;
+      need_select(base | (bank & kSelectDpBankMask));
+    }
+  }
+
+  void queue_ap(std::uint8_t ap, std::uint8_t addr) {
+    start_queue();
+    std::uint32_t dpbank = queued_select_ ? *queued_select_ & kSelectDpBankMask : 0;
+    need_select(static_cast<std::uint32_t>(ap) << 24 | (addr & 0xF0u) | dpbank);
+  }
+
+  static Access ap_access(std::uint8_t ap, std::uint8_t addr, bool read, std::uint32_t value,
+                          std::uint32_t* out) {
+    return Access{true, read, static_cast<std::uint8_t>(addr & 0x0C),    value,
+                  out,  true, static_cast<std::uint16_t>(ap << 8 | addr)};
+  }
+
+  // Sends the accesses in as few packets as fit, up to packet_count_ of them in flight
+  // (CMSIS-DAP "Packet Count": the probe buffers that many commands), and collects the
+  // responses in order. The first failure ends the run: packets already in flight still
+  // execute on the probe, their responses are read and dropped (after a FAULT the sticky
+  // flag makes them fail too), and no further packet is sent.
+  DapFlushResult run(std::span<const Access> accesses) {
+    DapFlushResult result;
+    if (accesses.empty()) return result;
+    const auto packets = pack(accesses, packet_size_);
+    std::size_t sent = 0, received = 0;
+    auto drain = [&] {
+      for (; received < sent; ++received)
+        receive();
+    };
+    while (received < packets.size()) {
+      while (sent < packets.size() && sent - received < packet_count_)
+        send(packets[sent++].request);
+      auto response = receive();
+      const Packet& packet = packets[received++];
+      Reply reply;
+      try {
+        reply = parse_reply(packet, response, accesses, label());
+      } catch (const Error&) {
+        // Leave no stale responses behind for the next command, if the probe lets us.
+        try {
+          drain();
+        } catch (const Error&) {
+        }
+        throw;
+      }
+      for (std::size_t k = 0; k < reply.done; ++k)
+        if (accesses[packet.first + k].counted) ++result.completed;
+      if (reply.ack != DapAck::ok) {
+        result.ack = reply.ack;
+        drain();
+        break;
+      }
+    }
+    return result;
+  }
+
+  std::unique_ptr<UsbDevice> device_;
+  ProbeInfo info_;
+  bool v1_ = false;
+  bool set_report_ = false;  // v1 without an interrupt OUT endpoint
+  std::uint8_t ep_in_ = 0;
+  std::uint8_t ep_out_ = 0;
+  std::size_t packet_size_ = 64;
+  std::size_t packet_count_ = 1;
+  bool swd_capable_ = false;
+  bool connected_ = false;
+  std::uint32_t speed_khz_ = kDefaultSpeedKhz;
+
+  std::vector<Access> queue_;
+  // DP SELECT as the probe's DP holds it, when known; and as it will be once the queue ran.
+  std::optional<std::uint32_t> select_;
+  std::optional<std::uint32_t> queued_select_;
+};
+
+}  // namespace
+
+std::unique_ptr<DapProbe> make_cmsis_dap(std::unique_ptr<UsbDevice> device, ProbeInfo info) {
+  return std::make_unique<CmsisDap>(std::move(device), std::move(info));
+}
+
+}  // namespace probefarm::probe

@@ -1,1 +1,494 @@
 #include "probe/stlink.hpp"
+
+#include <bitset>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+#include <vector>
+
+#include "probe/stlink_commands.hpp"
+
+namespace probefarm::probe {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+namespace st = stlink;
+
+// USB deadlines. Every command is answered within milliseconds; the margin covers a busy
+// host. A memory command's data phase is at most 1 KiB, a few ms even at full speed.
+constexpr auto kCommandTimeout = 1000ms;
+constexpr auto kDataTimeout = 2000ms;
+
+// The firmware already retries a WAIT answer many times before it reports SWD_AP_WAIT or
+// SWD_DP_WAIT, so a WAIT that reaches the host means the target is busy for longer (a
+// flash operation stalling the bus). The host repeats the command a bounded number of
+// times with growing pauses, all within one deadline, then reports DapAck::wait.
+constexpr unsigned kWaitAttempts = 12;
+constexpr auto kWaitBudget = 100ms;
+constexpr auto kFirstWaitPause = 100us;
+constexpr auto kMaxWaitPause = 10ms;
+
+// ADIv5.2 B2.2.1 ABORT: STKCMPCLR | STKERRCLR | WDERRCLR | ORUNERRCLR.
+constexpr std::uint32_t kAbortClearAll = 0x1E;
+
+const char* const kUpdateHint =
+    "update the probe's firmware with STM32CubeProgrammer (Firmware upgrade) or ST-LinkUpgrade";
+
+std::string hex32(std::uint32_t v) {
+  char buf[11];
+  std::snprintf(buf, sizeof buf, "0x%08X", v);
+  return buf;
+}
+
+std::string kind_label(ProbeKind kind) {
+  switch (kind) {
+    case ProbeKind::stlink_v2:
+      return "ST-LINK/V2";
+    case ProbeKind::stlink_v2_1:
+      return "ST-LINK/V2-1";
+    default:
+      return "STLINK-V3";
+  }
+}
+
+// Runs `attempt` (which returns a status) again while it answers WAIT, within the
+// budget above. Returns the last status.
+template <class Attempt>
+std::uint8_t retry_on_wait(Attempt&& attempt) {
+  const auto deadline = Clock::now() + kWaitBudget;
+  auto pause = std::chrono::duration_cast<Clock::duration>(kFirstWaitPause);
+  for (unsigned n = 1;; ++n) {
+    const std::uint8_t status = attempt();
+    if (st::classify(status) != st::StatusClass::wait || n >= kWaitAttempts) return status;
+    const auto now = Clock::now();
+    if (now >= deadline) return status;
+    std::this_thread::sleep_for(std::min(pause, deadline - now));
+    pause = std::min(pause * 2, std::chrono::duration_cast<Clock::duration>(kMaxWaitPause));
+  }
+}
+
+class StLink final : public DapProbe, public NativeMemory {
+ public:
+  StLink(std::unique_ptr<UsbDevice> device, ProbeInfo info)
+      : usb_(std::move(device)), info_(std::move(info)) {
+    find_endpoints();
+    read_version();
+    leave_other_modes();
+  }
+
+  ~StLink() override {
+    // Release the pins for the next user; an unplugged probe has nothing to release.
+    try {
+      disconnect();
+    } catch (const Error&) {
+    }
+  }
+
+  const ProbeInfo& info() const override { return info_; }
+
+  std::uint32_t connect() override {
+    require(st::kDapRegisterAccess);
+    queue_.clear();
+    open_aps_.reset();
+    // ENTER runs the JTAG-to-SWD switch and line reset (ADIv5.2 B5.2, B4.3.3), reads
+    // DPIDR, clears sticky flags and powers up the debug domain itself.
+    const std::uint8_t entered = status_of(st::cdb_enter_swd(), "ENTER (SWD)");
+    if (entered != st::kOk) throw no_target("entering SWD mode", entered);
+    connected_ = true;
+    std::uint32_t dpidr = 0;
+    const std::uint8_t status = retry_on_wait([&] { return read_dap_reg(st::kDpPort, 0, dpidr); });
+    if (status != st::kOk) throw no_target("reading DPIDR", status);
+    return dpidr;
+  }
+
+  void disconnect() override {
+    queue_.clear();
+    open_aps_.reset();
+    if (!connected_) return;
+    connected_ = false;
+    send(st::cdb_exit_debug());  // no answer
+  }
+
+  std::uint32_t set_speed_khz(std::uint32_t khz) override {
+    if (version_.stlink >= 3) {
+      // The V3 lists what it supports; SET_COM_FREQ answers with the clock it chose.
+      std::vector<std::uint8_t> r(st::kGetComFreqSize);
+      command(st::cdb_get_com_freq(), r, "GET_COM_FREQ");
+      check(r[0], "GET_COM_FREQ");
+      const auto list = st::parse_com_freq(r);
+      const std::uint32_t want = st::pick_frequency(list, khz);
+      if (want == 0) throw Error(ErrorCategory::probe_io, label() + " lists no SWD clock");
+      std::vector<std::uint8_t> s(st::kSetComFreqSize);
+      command(st::cdb_set_com_freq(want), s, "SET_COM_FREQ");
+      check(s[0], "SET_COM_FREQ");
+      const std::uint32_t used = st::get32(s, 4);
+      return used != 0 ? used : want;
+    }
+    const st::SwdDivisor d = st::pick_v2_divisor(khz);
+    check(status_of(st::cdb_swd_set_freq(d.divisor), "SWD_SET_FREQ"), "SWD_SET_FREQ");
+    return d.khz;
+  }
+
+  void set_nrst(bool asserted) override {
+    check(status_of(st::cdb_drive_nrst(asserted), "DRIVE_NRST"), "DRIVE_NRST");
+  }
+
+  int target_voltage_mv() override {
+    std::vector<std::uint8_t> r(st::kTargetVoltageSize);
+    command(st::cdb_get_target_voltage(), r, "GET_TARGET_VOLTAGE");
+    return st::parse_target_voltage_mv(r);
+  }
+
+  void queue_dp_read(std::uint8_t addr, std::uint32_t* out, std::uint8_t bank) override {
+    queue_.push_back(Op{st::kDpPort, dp_address(addr, bank), 0, out, true});
+  }
+  void queue_dp_write(std::uint8_t addr, std::uint32_t value, std::uint8_t bank) override {
+    queue_.push_back(Op{st::kDpPort, dp_address(addr, bank), value, nullptr, false});
+  }
+  void queue_ap_read(std::uint8_t ap, std::uint8_t addr, std::uint32_t* out) override {
+    queue_.push_back(Op{ap, static_cast<std::uint16_t>(addr & 0xFC), 0, out, true});
+  }
+  void queue_ap_write(std::uint8_t ap, std::uint8_t addr, std::uint32_t value) override {
+    queue_.push_back(Op{ap, static_cast<std::uint16_t>(addr & 0xFC), value, nullptr, false});
+  }
+  // The firmware has no register block command: a block is that many single accesses,
+  // which is correct but slow. Memory goes faster through native_memory().
+  void queue_ap_read_block(std::uint8_t ap, std::uint8_t addr,
+                           std::span<std::uint32_t> out) override {
+    for (auto& word : out)
+      queue_ap_read(ap, addr, &word);
+  }
+  void queue_ap_write_block(std::uint8_t ap, std::uint8_t addr,
+                            std::span<const std::uint32_t> data) override {
+    for (std::uint32_t word : data)
+      queue_ap_write(ap, addr, word);
+  }
+
+  DapFlushResult flush() override {
+    std::vector<Op> ops = std::move(queue_);
+    queue_.clear();
+    if (ops.empty()) return {};
+    require_connected();
+    DapFlushResult result;
+    for (const Op& op : ops) {
+      if (op.port != st::kDpPort) open_ap(static_cast<std::uint8_t>(op.port));
+      std::uint32_t value = 0;
+      const std::uint8_t status = retry_on_wait([&] {
+        return op.read ? read_dap_reg(op.port, op.addr, value)
+                       : write_dap_reg(op.port, op.addr, op.value);
+      });
+      const st::StatusClass c = st::classify(status);
+      if (c == st::StatusClass::probe_error) {
+        throw Error(ErrorCategory::probe_io,
+                    label() + " refused " + (op.read ? "READ_DAP_REG" : "WRITE_DAP_REG") + " (" +
+                        where(op) + "): status " + st::describe_status(status));
+      }
+      if (c != st::StatusClass::ok) {
+        result.ack = st::dap_ack(c);
+        return result;
+      }
+      if (op.read && op.out) *op.out = value;
+      ++result.completed;
+    }
+    return result;
+  }
+
+  NativeMemory* native_memory() override { return this; }
+
+  // NativeMemory
+  void read(std::uint8_t ap, std::uint32_t address, std::span<std::uint8_t> out,
+            unsigned width) override {
+    const std::size_t limit = check_memory_request(ap, address, out.size(), width);
+    for (std::size_t done = 0; done < out.size();) {
+      const auto at = static_cast<std::uint32_t>(address + done);
+      const std::size_t n = st::chunk_size(at, out.size() - done, limit);
+      const auto piece = out.subspan(done, n);
+      finish_memory(retry_on_wait([&] { return read_chunk(ap, at, piece, width); }), false, ap, at,
+                    n, width);
+      done += n;
+    }
+  }
+
+  void write(std::uint8_t ap, std::uint32_t address, std::span<const std::uint8_t> data,
+             unsigned width) override {
+    const std::size_t limit = check_memory_request(ap, address, data.size(), width);
+    for (std::size_t done = 0; done < data.size();) {
+      const auto at = static_cast<std::uint32_t>(address + done);
+      const std::size_t n = st::chunk_size(at, data.size() - done, limit);
+      const auto piece = data.subspan(done, n);
+      finish_memory(retry_on_wait([&] { return write_chunk(ap, at, piece, width); }), true, ap, at,
+                    n, width);
+      done += n;
+    }
+  }
+
+ private:
+  struct Op {
+    std::uint16_t port;  // AP number or kDpPort
+    std::uint16_t addr;
+    std::uint32_t value;
+    std::uint32_t* out;
+    bool read;
+  };
+
+  std::string label() const { return kind_label(info_.kind) + " " + info_.serial; }
+
+  // ---- transport ----
+
+  void find_endpoints() {
+    // The debug interface's first bulk OUT carries commands, its first bulk IN answers
+    // (the second bulk IN is SWO trace): OUT 0x02 / IN 0x81 on the V2, OUT 0x01 / IN 0x81
+    // on the V2-1 and V3.
+    for (const auto& itf : usb_->configuration().interfaces) {
+      if (itf.number != info_.interface_number || itf.alt_setting != 0) continue;
+      const UsbEndpoint* out = itf.find_endpoint(UsbTransferType::bulk, false);
+      const UsbEndpoint* in = itf.find_endpoint(UsbTransferType::bulk, true);
+      if (out && in) {
+        ep_out_ = out->address;
+        ep_in_ = in->address;
+        return;
+      }
+    }
+    throw Error(ErrorCategory::probe_io,
+                label() + ": USB interface " + std::to_string(info_.interface_number) +
+                    " has no bulk endpoint pair for debug commands",
+                "this does not look like an ST-Link in debug mode: unplug it and plug it in again");
+  }
+
+  void send(const st::Cdb& cdb) { usb_->bulk_write(ep_out_, cdb, kCommandTimeout); }
+
+  // Reads exactly `in.size()` bytes, over as many transfers as the probe splits them into.
+  void receive(std::span<std::uint8_t> in, std::chrono::milliseconds timeout, const char* what) {
+    std::size_t got = 0;
+    while (got < in.size()) {
+      const std::size_t n = usb_->bulk_read(ep_in_, in.subspan(got), timeout);
+      if (n == 0) {
+        throw Error(ErrorCategory::probe_io, label() + " answered " + what + " with " +
+                                                 std::to_string(got) + " of " +
+                                                 std::to_string(in.size()) + " bytes");
+      }
+      got += n;
+    }
+  }
+
+  void command(const st::Cdb& cdb, std::span<std::uint8_t> answer, const char* what) {
+    send(cdb);
+    receive(answer, kCommandTimeout, what);
+  }
+
+  std::uint8_t status_of(const st::Cdb& cdb, const char* what) {
+    std::array<std::uint8_t, st::kStatusSize> r{};
+    command(cdb, r, what);
+    return r[0];
+  }
+
+  void check(std::uint8_t status, const char* what) {
+    if (status == st::kOk) return;
+    throw Error(ErrorCategory::probe_io,
+                label() + " refused " + what + ": status " + st::describe_status(status));
+  }
+
+  // ---- identity and modes ----
+
+  void read_version() {
+    std::array<std::uint8_t, st::kGetVersionSize> r{};
+    command(st::cdb_get_version(), r, "GET_VERSION");
+    version_ = st::parse_version(r, info_.kind == ProbeKind::stlink_v2_1);
+    if (version_.stlink >= 3) {
+      std::array<std::uint8_t, st::kGetVersionExSize> x{};
+      command(st::cdb_get_version_ex(), x, "GET_VERSION_EX");
+      version_ = st::parse_version_ex(x);
+    }
+    info_.firmware_version = version_.text();
+  }
+
+  void leave_other_modes() {
+    std::array<std::uint8_t, 2> mode{};
+    command(st::cdb_get_current_mode(), mode, "GET_CURRENT_MODE");
+    // None of the exits is answered.
+    switch (mode[0]) {
+      case st::kModeDfu:
+        send(st::cdb_dfu_exit());
+        break;
+      case st::kModeDebug:
+        send(st::cdb_exit_debug());
+        break;
+      case st::kModeSwim:
+        send(st::cdb_swim_exit());
+        break;
+      default:
+        break;
+    }
+  }
+
+  void require(const st::FirmwareMinimum& m) const {
+    if (st::supports(version_, m)) return;
+    throw Error(ErrorCategory::probe_io,
+                std::string(m.what) + " needs ST-Link firmware " + st::minimum_text(version_, m) +
+                    " or later; " + label() + " has " + info_.firmware_version,
+                kUpdateHint);
+  }
+
+  void require_connected() const {
+    if (connected_) return;
+    throw Error(ErrorCategory::usage, label() + " is not connected to a target",
+                "call connect() first");
+  }
+
+  Error no_target(const char* what, std::uint8_t status) {
+    std::string hint = "check the SWD wiring (SWDIO, SWCLK, GND) and that the target is powered";
+    try {
+      const int mv = target_voltage_mv();
+      if (mv >= 0) hint += " (VTref reads " + std::to_string(mv) + " mV)";
+    } catch (const Error&) {
+    }
+    return Error(
+        ErrorCategory::target_not_responding,
+        label() + ": no target answered " + what + " (status " + st::describe_status(status) + ")",
+        hint);
+  }
+
+  // ---- DAP registers ----
+
+  std::uint16_t dp_address(std::uint8_t addr, std::uint8_t bank) {
+    if (bank != 0) require(st::kBankedDp);
+    return static_cast<std::uint16_t>((bank & 0xF) << 4 | (addr & 0xC));
+  }
+
+  std::string where(const Op& op) const {
+    char buf[48];
+    if (op.port == st::kDpPort)
+      std::snprintf(buf, sizeof buf, "DP register 0x%X bank %u", op.addr & 0xC, op.addr >> 4);
+    else
+      std::snprintf(buf, sizeof buf, "AP %u register 0x%02X", op.port, op.addr);
+    return buf;
+  }
+
+  // Firmware that knows several APs must be told about each before it accesses it;
+  // older firmware only ever talks to AP0 and has no INIT_AP.
+  void open_ap(std::uint8_t ap) {
+    if (open_aps_[ap] || !st::supports(version_, st::kMultiAp)) return;
+    check(status_of(st::cdb_init_ap(ap), "INIT_AP"), "INIT_AP");
+    open_aps_.set(ap);
+  }
+
+  std::uint8_t read_dap_reg(std::uint16_t port, std::uint16_t addr, std::uint32_t& value) {
+    std::array<std::uint8_t, st::kDapRegReadSize> r{};
+    command(st::cdb_read_dap_reg(port, addr), r, "READ_DAP_REG");
+    value = st::get32(r, 4);
+    return r[0];
+  }
+
+  std::uint8_t write_dap_reg(std::uint16_t port, std::uint16_t addr, std::uint32_t value) {
+    return status_of(st::cdb_write_dap_reg(port, addr, value), "WRITE_DAP_REG");
+  }
+
+  // ---- memory ----
+
+  // Validates a NativeMemory request; returns the per-command byte limit for its width.
+  std::size_t check_memory_request(std::uint8_t ap, std::uint32_t address, std::size_t size,
+                                   unsigned width) {
+    if (width != 8 && width != 16 && width != 32) {
+      throw Error(ErrorCategory::usage,
+                  "memory access width " + std::to_string(width) + " (must be 8, 16 or 32)");
+    }
+    const unsigned bytes = width / 8;
+    if (address % bytes != 0 || size % bytes != 0) {
+      throw Error(ErrorCategory::usage,
+                  std::to_string(width) + "-bit access of " + std::to_string(size) + " bytes at " +
+                      hex32(address) + " is not aligned to " + std::to_string(bytes) + " bytes");
+    }
+    require_connected();
+    require(st::kDapRegisterAccess);
+    if (width == 16) require(st::kMemory16Bit);
+    if (ap != 0) require(st::kMultiAp);
+    open_ap(ap);
+    return width == 8 ? st::max_rw8(version_) : st::kMaxRw16_32;
+  }
+
+  std::uint8_t last_rw_status(std::uint32_t& fault_address) {
+    std::array<std::uint8_t, st::kRwStatus2Size> r{};
+    command(st::cdb_get_last_rw_status2(), r, "GETLASTRWSTATUS2");
+    const st::RwStatus s = st::parse_rw_status2(r);
+    fault_address = s.fault_address;
+    return s.status;
+  }
+
+  std::uint8_t read_chunk(std::uint8_t ap, std::uint32_t address, std::span<std::uint8_t> out,
+                          unsigned width) {
+    send(st::cdb_memory(false, width, address, static_cast<std::uint16_t>(out.size()), ap));
+    // The firmware never sends a one-byte packet: a single byte comes padded to two.
+    if (out.size() == 1) {
+      std::array<std::uint8_t, 2> two{};
+      receive(two, kDataTimeout, "READMEM_8BIT");
+      out[0] = two[0];
+    } else {
+      receive(out, kDataTimeout, "READMEM");
+    }
+    return last_rw_status(fault_address_);
+  }
+
+  std::uint8_t write_chunk(std::uint8_t ap, std::uint32_t address,
+                           std::span<const std::uint8_t> data, unsigned width) {
+    send(st::cdb_memory(true, width, address, static_cast<std::uint16_t>(data.size()), ap));
+    usb_->bulk_write(ep_out_, data, kDataTimeout);
+    return last_rw_status(fault_address_);
+  }
+
+  void finish_memory(std::uint8_t status, bool write, std::uint8_t ap, std::uint32_t address,
+                     std::size_t size, unsigned width) {
+    const st::StatusClass c = st::classify(status);
+    if (c == st::StatusClass::ok) return;
+    const std::string op = std::string(write ? "writing " : "reading ") + std::to_string(size) +
+                           " bytes (" + std::to_string(width) + "-bit) at " + hex32(address) +
+                           " through AP " + std::to_string(ap);
+    if (c == st::StatusClass::probe_error) {
+      throw Error(ErrorCategory::probe_io,
+                  label() + " refused " + op + ": status " + st::describe_status(status));
+    }
+    // The firmware clears sticky flags after its own transfers; clearing them again is
+    // harmless and leaves the DAP clean for whatever the caller does next.
+    if (c != st::StatusClass::wait) write_dap_reg(st::kDpPort, 0, kAbortClearAll);
+    const std::uint32_t failed =
+        fault_address_ >= address && fault_address_ < address + size ? fault_address_ : address;
+    std::string what;
+    switch (c) {
+      case st::StatusClass::wait:
+        what = "the target kept answering WAIT";
+        break;
+      case st::StatusClass::fault:
+        what = "the target answered FAULT at " + hex32(failed);
+        break;
+      case st::StatusClass::no_response:
+        what = "the target did not answer at " + hex32(failed);
+        break;
+      default:
+        what = "SWD protocol error at " + hex32(failed);
+        break;
+    }
+    throw Error(ErrorCategory::target_not_responding,
+                label() + ": " + op + ": " + what + " (status " + st::describe_status(status) + ")",
+                c == st::StatusClass::fault
+                    ? "the address may be unmapped, or its peripheral not clocked"
+                    : "check that the target is powered and not held in reset");
+  }
+
+  std::unique_ptr<UsbDevice> usb_;
+  ProbeInfo info_;
+  std::uint8_t ep_out_ = 0;
+  std::uint8_t ep_in_ = 0;
+  st::Version version_;
+  bool connected_ = false;
+  std::bitset<256> open_aps_;  // APs INIT_AP has announced in this session
+  std::vector<Op> queue_;
+  std::uint32_t fault_address_ = 0;  // from the last GETLASTRWSTATUS2
+};
+
+}  // namespace
+
+std::unique_ptr<DapProbe> make_stlink(std::unique_ptr<UsbDevice> device, ProbeInfo info) {
+  return std::make_unique<StLink>(std::move(device), std::move(info));
+}
+
+}  // namespace probefarm::probe
