@@ -8,7 +8,9 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
+#include <utility>
 
 #include "protocol/dap.hpp"
 
@@ -83,7 +85,7 @@ class CortexM {
              std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
 
   // Algorithm runs: the core must be halted. start_algorithm writes the registers (xPSR
-  // with only the Thumb bit, MSP = stack_top, LR = return_bkpt | 1, PC = entry | 1) and
+  // with only the Thumb bit, MSP = stack_top, LR = return_bkpt | 1, PC = entry with bit 0 clear) and
   // resumes; algorithm_done() polls without blocking; finish_algorithm() checks it stopped
   // on the BKPT at return_bkpt (Error(target_not_responding) with PC and DFSR otherwise)
   // and returns r0. run_algorithm does all three with a deadline (Error(timeout), after
@@ -102,6 +104,25 @@ class CortexM {
  private:
   MemAp& mem_;
   CoreIdentity id_;
+
+  // Private additions: DHCSR helpers, register batches, and the comparators in use.
+  std::uint32_t dhcsr();
+  void write_dhcsr(std::uint32_t control_bits);
+  void require_halted(const char* what);
+  void wait_halted(std::chrono::milliseconds timeout, const char* what);
+  void write_registers(std::span<const std::pair<CoreRegister, std::uint32_t>> regs);
+  void fpb_prepare();
+  bool step_over_breakpoint();
+  std::uint32_t fp_comp_value(std::uint32_t address) const;
+  std::array<std::uint32_t, 16> breakpoints_{};  // address per FPB code comparator
+  std::array<bool, 16> breakpoint_used_{};
+  std::array<bool, 16> watchpoint_used_{};
+  std::array<std::uint32_t, 16> watchpoints_{};
+  bool fpb_rev2_ = false;  // FP_CTRL.REV = 1: BPADDR[31:1] comparators (any address)
+  bool fpb_enabled_ = false;
+  bool has_vectreset_ = false;  // AIRCR.VECTRESET exists on ARMv7-M only
+  bool armv8m_ = false;         // ARMv8-M DWT (MATCH/ACTION encodings) differs
+  bool examined_ = false;
 };
 
 }  // namespace probefarm::protocol

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "probe/dap_probe.hpp"
@@ -51,10 +52,60 @@ class Dap {
   // `what` names the operation for messages ("read of 0x08000000").
   void flush(const char* what);
 
+  // Additions (protocol/README.md): the probe queue with a record kept by the Dap, so that
+  // flush() can re-issue what a WAIT left undone. Operations queued straight on probe()
+  // are sent by flush() too, but a WAIT among them cannot be re-issued (Error(timeout)).
+  void queue_dp_read(std::uint8_t addr, std::uint32_t* out, std::uint8_t bank = 0);
+  void queue_dp_write(std::uint8_t addr, std::uint32_t value, std::uint8_t bank = 0);
+  void queue_ap_read(std::uint8_t ap, std::uint8_t addr, std::uint32_t* out);
+  void queue_ap_write(std::uint8_t ap, std::uint8_t addr, std::uint32_t value);
+
+  // Bumped whenever AP state cached above the Dap (MemAp's CSW/TAR) may no longer match
+  // the hardware: a failed flush, a reconnect, invalidate().
+  std::uint64_t generation() const { return generation_; }
+  void invalidate() { ++generation_; }
+  // CSW as the AP reported it at connect (its reset value); 0 if it is not a MEM-AP.
+  std::uint32_t csw_at_connect(std::uint8_t ap) const;
+  // Re-checks CTRL/STAT and powers the debug domain up again if a reset dropped it
+  // (clears sticky flags first). Returns true if a re-power-up was needed.
+  bool ensure_powered();
+
  private:
+  friend class MemAp;
+  // One queued operation; DRW/BDn accesses of a MemAp also carry the memory address and
+  // CSW they use, so that a re-issue can set CSW and TAR first and errors name the address.
+  struct Op {
+    enum class Kind : std::uint8_t { dp_read, dp_write, ap_read, ap_write } kind;
+    std::uint8_t ap = 0;
+    std::uint8_t addr = 0;
+    std::uint8_t bank = 0;
+    std::uint32_t value = 0;
+    std::uint32_t* out = nullptr;
+    bool has_memory = false;
+    std::uint32_t csw = 0;
+    std::uint32_t address = 0;
+  };
+  // MemAp's data accesses: `count` DRW accesses starting at `address`, `step` bytes apart,
+  // sent as one probe block.
+  void queue_memory_read(std::uint8_t ap, std::uint32_t csw, std::uint32_t address,
+                         std::uint32_t step, std::span<std::uint32_t> out);
+  void queue_memory_write(std::uint8_t ap, std::uint32_t csw, std::uint32_t address,
+                          std::uint32_t step, std::span<const std::uint32_t> data);
+  void send(const Op& op);
+  void requeue(std::size_t from);
+  void power_up();
+  // flush without recovery: any failure throws at once (used during recovery itself).
+  void flush_raw(const char* what);
+  [[noreturn]] void fail(const char* what, probe::DapAck ack, const Op* failed);
+
   probe::DapProbe& probe_;
   std::uint32_t dpidr_ = 0;
   std::vector<ApInfo> aps_;
+  std::vector<std::uint32_t> csw_reset_;  // by AP index
+  std::vector<Op> record_;
+  // Write data of re-issued blocks: must live until the probe flush that sends it.
+  std::vector<std::vector<std::uint32_t>> requeued_data_;
+  std::uint64_t generation_ = 0;
 };
 
 // Memory through one MEM-AP. Uses the probe's NativeMemory for block transfers when it
@@ -91,6 +142,23 @@ class MemAp {
   std::uint32_t csw_ = 0;
   bool tar_valid_ = false;
   std::uint32_t tar_ = 0;
+
+  // Additions kept private: the CSW bits kept from the AP's reset value, the Dap
+  // generation the caches belong to, and write data queued until the next flush.
+  std::uint32_t csw_for(unsigned size_bytes);
+  void sync_cache();
+  void forget_cache();
+  void queue_select(std::uint32_t address, unsigned size_bytes);
+  void advance_tar(std::uint32_t address, std::uint32_t bytes);
+  void queue_single_read(std::uint32_t address, unsigned size_bytes, std::uint32_t* raw);
+  void queue_single_write(std::uint32_t address, unsigned size_bytes, std::uint32_t value);
+  void run(const std::string& what);
+  void native_read(std::uint32_t address, std::span<std::uint8_t> out);
+  void native_write(std::uint32_t address, std::span<const std::uint8_t> data);
+  std::uint64_t generation_ = 0;
+  bool csw_base_valid_ = false;
+  std::uint32_t csw_base_ = 0;
+  std::vector<std::vector<std::uint32_t>> queued_data_;
 };
 
 }  // namespace probefarm::protocol

@@ -48,6 +48,7 @@ struct pf_loader_header {
  * iterations it returns PF_ERROR_STARVED. */
 #define PF_ERROR_STARVED 0x80000000u
 #define PF_ERROR_TIMEOUT 0x40000000u /* BSY did not clear */
+#define PF_ERROR_ARGUMENT 0x20000000u /* unknown style/psize, misaligned address/length/ring */
 
 struct pf_program {
   uint32_t flash_regs;   /* FLASH interface register base (0x40022000 or 0x40023C00) */

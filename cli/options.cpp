@@ -1,0 +1,234 @@
+#include "cli/options.hpp"
+
+#include <charconv>
+#include <map>
+
+#include "probe/error.hpp"
+
+namespace probefarm::cli {
+namespace {
+
+[[noreturn]] void usage_error(const std::string& message) {
+  throw Error(ErrorCategory::usage, message, "run 'probefarm help' for the commands and options");
+}
+
+const std::map<std::string, Command> kCommands = {
+    {"list", Command::list},     {"info", Command::info},   {"flash", Command::flash},
+    {"verify", Command::verify}, {"read", Command::read},   {"erase", Command::erase},
+    {"reset", Command::reset},   {"help", Command::help},   {"version", Command::version},
+};
+
+// Which command accepts which command option ("" = every command).
+bool allowed(Command c, const std::string& opt) {
+  static const std::map<std::string, std::vector<Command>> table = {
+      {"--watch", {Command::list}},
+      {"--format", {Command::flash, Command::verify}},
+      {"--address", {Command::flash, Command::verify}},
+      {"--verify", {Command::flash}},
+      {"--no-verify", {Command::flash}},
+      {"--readback", {Command::flash, Command::verify}},
+      {"--reset", {Command::flash, Command::erase}},
+      {"--erase", {Command::flash}},
+      {"--no-skip", {Command::flash}},
+      {"--all", {Command::erase}},
+      {"--halt", {Command::reset}},
+      {"--kind", {Command::reset}},
+  };
+  auto it = table.find(opt);
+  if (it == table.end()) return false;
+  for (auto x : it->second)
+    if (x == c) return true;
+  return false;
+}
+
+}  // namespace
+
+std::uint32_t parse_number(const std::string& text, const char* what) {
+  std::string s = text;
+  std::uint64_t scale = 1;
+  if (!s.empty() && (s.back() == 'K' || s.back() == 'k')) {
+    scale = 1024;
+    s.pop_back();
+  } else if (!s.empty() && (s.back() == 'M' || s.back() == 'm')) {
+    scale = 1024 * 1024;
+    s.pop_back();
+  }
+  int base = 10;
+  std::size_t start = 0;
+  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+    base = 16;
+    start = 2;
+  }
+  std::uint64_t value = 0;
+  const char* first = s.data() + start;
+  const char* last = s.data() + s.size();
+  auto [ptr, ec] = std::from_chars(first, last, value, base);
+  if (s.size() == start || ec != std::errc() || ptr != last || value * scale > 0xFFFFFFFFull)
+    usage_error(std::string(what) + " '" + text +
+                "' is not a number (decimal, 0x-hex, optional K or M suffix) below 4 GiB");
+  return static_cast<std::uint32_t>(value * scale);
+}
+
+Options parse_options(const std::vector<std::string>& args) {
+  Options o;
+  std::vector<std::string> positional;
+  std::vector<std::string> command_opts;  // checked once the command is known
+  bool have_command = false;
+
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() -> const std::string& {
+      if (i + 1 >= args.size()) usage_error("option " + a + " needs a value");
+      return args[++i];
+    };
+    if (a == "-h" || a == "--help") {
+      o.command = Command::help;
+      return o;
+    } else if (a == "--version") {
+      o.command = Command::version;
+      return o;
+    } else if (a == "--probe") {
+      o.probe = value();
+    } else if (a == "--speed") {
+      o.speed_khz = parse_number(value(), "--speed");
+      if (*o.speed_khz == 0) usage_error("--speed must be at least 1 kHz");
+    } else if (a == "--json") {
+      o.json = true;
+    } else if (a == "--no-progress") {
+      o.progress = false;
+    } else if (a == "--simulate") {
+      o.simulate = value();
+    } else if (a == "--watch" || a == "--verify" || a == "--no-verify" || a == "--readback" ||
+               a == "--reset" || a == "--no-skip" || a == "--all" || a == "--halt") {
+      command_opts.push_back(a);
+      if (a == "--watch") o.watch = true;
+      if (a == "--verify") o.verify = true;
+      if (a == "--no-verify") o.verify = false;
+      if (a == "--readback") o.readback = true;
+      if (a == "--reset") o.reset_after = true;
+      if (a == "--no-skip") o.skip_unchanged = false;
+      if (a == "--all") o.erase_all = true;
+      if (a == "--halt") o.halt = true;
+    } else if (a == "--format") {
+      command_opts.push_back(a);
+      const std::string& f = value();
+      if (f == "elf") o.format = flash::ImageFormat::elf;
+      else if (f == "ihex" || f == "hex") o.format = flash::ImageFormat::ihex;
+      else if (f == "srec") o.format = flash::ImageFormat::srec;
+      else if (f == "bin") o.format = flash::ImageFormat::bin;
+      else usage_error("--format '" + f + "' is not one of elf, ihex, srec, bin");
+    } else if (a == "--address") {
+      command_opts.push_back(a);
+      o.address = parse_number(value(), "--address");
+    } else if (a == "--erase") {
+      command_opts.push_back(a);
+      const std::string& m = value();
+      if (m == "auto") o.erase_mode = flash::EraseMode::automatic;
+      else if (m == "sectors") o.erase_mode = flash::EraseMode::sectors;
+      else if (m == "all") o.erase_mode = flash::EraseMode::all;
+      else usage_error("--erase '" + m + "' is not one of auto, sectors, all");
+    } else if (a == "--kind") {
+      command_opts.push_back(a);
+      o.reset_kind = value();
+      if (o.reset_kind != "sysresetreq" && o.reset_kind != "vectreset" &&
+          o.reset_kind != "hardware")
+        usage_error("--kind '" + o.reset_kind + "' is not one of sysresetreq, vectreset, hardware");
+    } else if (a.size() > 1 && a[0] == '-' && a != "-") {
+      usage_error("unknown option '" + a + "'");
+    } else if (!have_command) {
+      auto it = kCommands.find(a);
+      if (it == kCommands.end()) usage_error("unknown command '" + a + "'");
+      o.command = it->second;
+      have_command = true;
+    } else {
+      positional.push_back(a);
+    }
+  }
+  if (!have_command) usage_error("no command given");
+
+  for (const auto& opt : command_opts)
+    if (!allowed(o.command, opt)) usage_error("option " + opt + " does not apply to this command");
+
+  auto want = [&](std::size_t n, const char* form) {
+    if (positional.size() != n) usage_error(std::string("usage: probefarm ") + form);
+  };
+  switch (o.command) {
+    case Command::list:
+    case Command::info:
+    case Command::reset:
+    case Command::help:
+    case Command::version:
+      want(0, o.command == Command::reset ? "reset [--halt] [--kind K]" : "list|info");
+      break;
+    case Command::flash:
+    case Command::verify:
+      want(1, o.command == Command::flash ? "flash <image> [options]" : "verify <image> [options]");
+      o.image_path = positional[0];
+      break;
+    case Command::read:
+      want(3, "read <address> <size> <out.bin>");
+      o.region_address = parse_number(positional[0], "address");
+      o.region_size = parse_number(positional[1], "size");
+      o.out_path = positional[2];
+      if (o.region_size == 0) usage_error("read: size must not be 0");
+      break;
+    case Command::erase:
+      if (o.erase_all) {
+        want(0, "erase --all | erase <address> <size>");
+      } else {
+        want(2, "erase --all | erase <address> <size>");
+        o.region_address = parse_number(positional[0], "address");
+        o.region_size = parse_number(positional[1], "size");
+        if (o.region_size == 0) usage_error("erase: size must not be 0");
+      }
+      break;
+  }
+  if (o.watch && o.json) usage_error("list --watch prints events as they happen; drop --json");
+  return o;
+}
+
+const char* usage_text() {
+  return R"(probefarm: flash and debug STM32 boards through ST-Link and CMSIS-DAP probes.
+
+Usage: probefarm [options] <command> [arguments]
+
+Commands:
+  list [--watch]          Attached probes: serial, kind, product, firmware.
+                          --watch keeps running and reports probes arriving and leaving.
+  info                    Probe, target voltage, debug port, core, chip and flash size.
+  flash <image>           Program an image (ELF, Intel HEX, S-record, or .bin with --address).
+      --address A         Load address of a raw binary.
+      --format F          elf | ihex | srec | bin (default: from the content, then the name).
+      --verify            Verify with a CRC-32 computed on the target (default).
+      --no-verify         Do not verify.
+      --readback          Verify by reading every byte back instead.
+      --reset             Reset and run the new firmware afterwards.
+      --erase MODE        auto (default): per sector, mass erase when faster and nothing
+                          is lost; sectors: never mass erase; all: mass erase first.
+      --no-skip           Reprogram sectors whose contents already match.
+  verify <image>          Compare flash with an image (--readback for byte-by-byte).
+  read <addr> <size> <out.bin>
+                          Save memory to a file (sizes take K and M suffixes).
+  erase --all | erase <addr> <size>
+                          Mass erase, or erase the sectors covering the range.
+  reset [--halt] [--kind sysresetreq|vectreset|hardware]
+                          Reset the target; --halt stops it at the reset vector.
+
+Options:
+  --probe SERIAL          The probe to use (full serial or a unique prefix); required
+                          when more than one probe is attached.
+  --speed KHZ             SWD clock (default 4000); the probe's nearest lower speed is used.
+  --json                  Machine-readable output on stdout (errors too).
+  --no-progress           No progress bar (it is shown only on a terminal anyway).
+  --simulate CHIP:PROBE[,CHIP:PROBE...]
+                          Run against simulated boards instead of attached probes, e.g.
+                          --simulate stm32f407vg:cmsis-dap-v2. Chips: stm32f103c8,
+                          stm32f303vc, stm32f407vg, stm32f746ng. Probes: cmsis-dap-v1,
+                          cmsis-dap-v2, stlink-v2, stlink-v2-1, stlink-v3.
+
+Exit codes: 0 ok, 2 usage, 3 bad image, 4 probe not found or ambiguous, 5 probe I/O,
+6 target not responding, 7 protection, 8 verify failed, 9 timeout, 10 busy, 70 internal.
+)";
+}
+
+}  // namespace probefarm::cli

@@ -1,0 +1,58 @@
+#pragma once
+// The command line of `probefarm`: what the user asked for, parsed and checked before any
+// probe is touched. Malformed input is Error(usage) naming the argument.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "flash/image.hpp"
+#include "flash/programmer.hpp"
+
+namespace probefarm::cli {
+
+enum class Command { list, info, flash, verify, read, erase, reset, help, version };
+
+struct Options {
+  Command command = Command::help;
+
+  // Global options.
+  std::string probe;                    // --probe SERIAL (or unique prefix)
+  std::optional<std::uint32_t> speed_khz;  // --speed kHz
+  bool json = false;                    // --json
+  std::string simulate;                 // --simulate CHIP:PROBE[,…]
+  bool progress = true;                 // --no-progress turns the bar off
+
+  // list
+  bool watch = false;  // --watch: report probes arriving and leaving until interrupted
+
+  // flash / verify
+  std::string image_path;
+  std::optional<flash::ImageFormat> format;  // --format
+  std::optional<std::uint32_t> address;      // --address (raw binaries)
+  bool verify = true;                        // --verify / --no-verify
+  bool readback = false;                     // --readback: byte-by-byte verify
+  bool reset_after = false;                  // --reset
+  flash::EraseMode erase_mode = flash::EraseMode::automatic;  // --erase auto|sectors|all
+  bool skip_unchanged = true;                // --no-skip
+
+  // read / erase
+  std::uint32_t region_address = 0;
+  std::uint32_t region_size = 0;
+  std::string out_path;  // read
+  bool erase_all = false;
+
+  // reset
+  bool halt = false;                               // --halt
+  std::string reset_kind = "sysresetreq";          // --kind sysresetreq|vectreset|hardware
+};
+
+// Throws Error(usage) with a hint naming `probefarm help`.
+Options parse_options(const std::vector<std::string>& args);
+
+// 0x-prefixed hex or decimal, with an optional K/M suffix (KiB/MiB) for sizes.
+std::uint32_t parse_number(const std::string& text, const char* what);
+
+const char* usage_text();
+
+}  // namespace probefarm::cli

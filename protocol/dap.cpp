@@ -1,0 +1,400 @@
+// ADIv5 DP: connect and power-up, AP discovery, sticky-error recovery and the flush with
+// WAIT re-issue. References: ARM IHI 0031 (ADIv5.2), chapters B2 (DP registers), B4
+// (SW-DP protocol), C2 (MEM-AP). MemAp lives in mem_ap.cpp.
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "probe/error.hpp"
+#include "protocol/dap.hpp"
+
+namespace probefarm::protocol {
+namespace {
+
+// ADIv5.2 B2.2 "CTRL/STAT".
+constexpr std::uint32_t kStickyOrun = 1u << 1;
+constexpr std::uint32_t kStickyCmp = 1u << 4;
+constexpr std::uint32_t kStickyErr = 1u << 5;
+constexpr std::uint32_t kWDataErr = 1u << 7;
+constexpr std::uint32_t kCdbgPwrUpReq = 1u << 28;
+constexpr std::uint32_t kCdbgPwrUpAck = 1u << 29;
+constexpr std::uint32_t kCsysPwrUpReq = 1u << 30;
+constexpr std::uint32_t kCsysPwrUpAck = 1u << 31;
+// ADIv5.2 B2.2 "ABORT": ORUNERRCLR | WDERRCLR | STKERRCLR | STKCMPCLR, and DAPABORT.
+constexpr std::uint32_t kAbortClearAll = 0x1E;
+constexpr std::uint32_t kDapAbort = 1u << 0;
+
+// ADIv5.2 C2.6 "IDR": CLASS [16:13] = 0b1000 for a MEM-AP; TYPE [3:0] = 0x1 AMBA AHB3
+// (0x8 AMBA AHB5 in ADIv6).
+constexpr std::uint8_t kApIdr = 0xFC;
+constexpr std::uint8_t kApBase = 0xF8;
+constexpr std::uint8_t kApCsw = 0x00;
+constexpr unsigned kMaxAps = 256;  // APSEL is 8 bits (B2.2 "SELECT")
+
+// Power-up handshake: the ACKs usually follow at once; allow a slow power controller.
+constexpr auto kPowerUpTimeout = std::chrono::milliseconds(100);
+// WAIT re-issues of one flush, on top of the probe's own per-packet retries, and a wall
+// deadline for all of them.
+constexpr unsigned kWaitBudget = 16;
+constexpr auto kWaitTimeout = std::chrono::milliseconds(2000);
+
+constexpr const char* kNoResponseHint =
+    "check target power and the SWD wiring; firmware may have disabled the SWD pins — try "
+    "connect under reset";
+
+std::string hex32(std::uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08X", v);
+  return buf;
+}
+
+}  // namespace
+
+Dap::Dap(probe::DapProbe& probe) : probe_(probe) {}
+
+void Dap::connect() {
+  record_.clear();
+  requeued_data_.clear();
+  aps_.clear();
+  csw_reset_.clear();
+  ++generation_;
+  try {
+    dpidr_ = probe_.connect();
+  } catch (const Error& e) {
+    if (e.category() != ErrorCategory::target_not_responding) throw;
+    throw Error(ErrorCategory::target_not_responding,
+                std::string("SWD connect failed: ") + std::string(e.message()),
+                e.hint().empty() ? kNoResponseHint : e.hint());
+  }
+  clear_sticky_errors();
+  power_up();
+
+  // AP discovery (ADIv5.2 C2.6 IDR): an absent AP reads IDR 0. AP 0 is always looked at;
+  // the first zero IDR after it ends the scan.
+  for (unsigned ap = 0; ap < kMaxAps; ++ap) {
+    const auto index = static_cast<std::uint8_t>(ap);
+    std::uint32_t idr = 0;
+    queue_ap_read(index, kApIdr, &idr);
+    try {
+      flush("AP IDR read");
+    } catch (const Error& e) {
+      // Some DPs FAULT an access to an AP that is not there (flush cleared the sticky
+      // flag): the end of the list, unless even AP 0 cannot be read.
+      if (ap == 0 || e.category() != ErrorCategory::target_not_responding) throw;
+      break;
+    }
+    if (idr == 0) {
+      if (ap == 0) continue;
+      break;
+    }
+    ApInfo info;
+    info.index = index;
+    info.idr = idr;
+    info.is_mem_ap = ((idr >> 13) & 0xF) == 0x8;
+    const std::uint32_t type = idr & 0xF;
+    info.is_ahb = info.is_mem_ap && (type == 0x1 || type == 0x8);
+    std::uint32_t csw = 0;
+    if (info.is_mem_ap) {
+      queue_ap_read(index, kApBase, &info.base);
+      queue_ap_read(index, kApCsw, &csw);
+      flush("MEM-AP BASE/CSW read");
+    }
+    if (csw_reset_.size() <= ap) csw_reset_.resize(ap + 1, 0);
+    csw_reset_[ap] = csw;
+    aps_.push_back(info);
+  }
+}
+
+void Dap::power_up() {
+  // ADIv5.2 B2.2 CTRL/STAT and B2.4.2 (system and debug power-up): request both domains,
+  // then wait for both ACKs.
+  queue_dp_write(probe::kDpCtrlStat, kCdbgPwrUpReq | kCsysPwrUpReq);
+  flush("debug power-up request");
+  const auto deadline = std::chrono::steady_clock::now() + kPowerUpTimeout;
+  std::uint32_t ctrl = 0;
+  for (unsigned attempt = 0;; ++attempt) {
+    queue_dp_read(probe::kDpCtrlStat, &ctrl);
+    flush("CTRL/STAT read");
+    if ((ctrl & (kCdbgPwrUpAck | kCsysPwrUpAck)) == (kCdbgPwrUpAck | kCsysPwrUpAck)) return;
+    // Each poll is a probe round trip; the attempt bound covers a stalled wall clock.
+    if (std::chrono::steady_clock::now() > deadline || attempt > 1000) break;
+  }
+  throw Error(ErrorCategory::target_not_responding,
+              "debug power-up not acknowledged (CTRL/STAT " + hex32(ctrl) + ")",
+              "the target may be held in a low-power state or in reset; try connect under reset");
+}
+
+bool Dap::ensure_powered() {
+  const std::uint32_t ctrl = clear_sticky_errors();
+  if ((ctrl & (kCdbgPwrUpAck | kCsysPwrUpAck)) == (kCdbgPwrUpAck | kCsysPwrUpAck) &&
+      (ctrl & (kCdbgPwrUpReq | kCsysPwrUpReq)) == (kCdbgPwrUpReq | kCsysPwrUpReq)) {
+    return false;
+  }
+  ++generation_;
+  power_up();
+  return true;
+}
+
+const ApInfo& Dap::system_ap() const {
+  for (const ApInfo& ap : aps_) {
+    if (ap.is_mem_ap && ap.is_ahb) return ap;
+  }
+  throw Error(ErrorCategory::target_not_responding, "no AHB-AP found on the debug port",
+              "the target is not a Cortex-M, or connect() was not called");
+}
+
+std::uint32_t Dap::csw_at_connect(std::uint8_t ap) const {
+  return ap < csw_reset_.size() ? csw_reset_[ap] : 0;
+}
+
+std::uint32_t Dap::clear_sticky_errors() {
+  // CTRL/STAT reads and ABORT writes are answered even while a sticky flag is set
+  // (ADIv5.2 B4.2), so this works in any state the DP can answer in.
+  std::uint32_t ctrl = 0;
+  queue_dp_read(probe::kDpCtrlStat, &ctrl);
+  queue_dp_write(probe::kDpAbort, kAbortClearAll);
+  flush_raw("clearing sticky errors");
+  return ctrl;
+}
+
+// --- Queue with a record ----------------------------------------------------------------
+
+void Dap::send(const Op& op) {
+  switch (op.kind) {
+    case Op::Kind::dp_read:
+      probe_.queue_dp_read(op.addr, op.out, op.bank);
+      break;
+    case Op::Kind::dp_write:
+      probe_.queue_dp_write(op.addr, op.value, op.bank);
+      break;
+    case Op::Kind::ap_read:
+      probe_.queue_ap_read(op.ap, op.addr, op.out);
+      break;
+    case Op::Kind::ap_write:
+      probe_.queue_ap_write(op.ap, op.addr, op.value);
+      break;
+  }
+}
+
+void Dap::queue_dp_read(std::uint8_t addr, std::uint32_t* out, std::uint8_t bank) {
+  Op op{Op::Kind::dp_read};
+  op.addr = addr;
+  op.bank = bank;
+  op.out = out;
+  record_.push_back(op);
+  send(op);
+}
+
+void Dap::queue_dp_write(std::uint8_t addr, std::uint32_t value, std::uint8_t bank) {
+  Op op{Op::Kind::dp_write};
+  op.addr = addr;
+  op.bank = bank;
+  op.value = value;
+  record_.push_back(op);
+  send(op);
+}
+
+void Dap::queue_ap_read(std::uint8_t ap, std::uint8_t addr, std::uint32_t* out) {
+  Op op{Op::Kind::ap_read};
+  op.ap = ap;
+  op.addr = addr;
+  op.out = out;
+  record_.push_back(op);
+  send(op);
+}
+
+void Dap::queue_ap_write(std::uint8_t ap, std::uint8_t addr, std::uint32_t value) {
+  Op op{Op::Kind::ap_write};
+  op.ap = ap;
+  op.addr = addr;
+  op.value = value;
+  record_.push_back(op);
+  send(op);
+}
+
+void Dap::queue_memory_read(std::uint8_t ap, std::uint32_t csw, std::uint32_t address,
+                            std::uint32_t step, std::span<std::uint32_t> out) {
+  constexpr std::uint8_t kDrw = 0x0C;
+  for (std::size_t k = 0; k < out.size(); ++k) {
+    Op op{Op::Kind::ap_read};
+    op.ap = ap;
+    op.addr = kDrw;
+    op.out = &out[k];
+    op.has_memory = true;
+    op.csw = csw;
+    op.address = address + static_cast<std::uint32_t>(k) * step;
+    record_.push_back(op);
+  }
+  if (out.size() == 1) {
+    probe_.queue_ap_read(ap, kDrw, out.data());
+  } else {
+    probe_.queue_ap_read_block(ap, kDrw, out);
+  }
+}
+
+void Dap::queue_memory_write(std::uint8_t ap, std::uint32_t csw, std::uint32_t address,
+                             std::uint32_t step, std::span<const std::uint32_t> data) {
+  constexpr std::uint8_t kDrw = 0x0C;
+  for (std::size_t k = 0; k < data.size(); ++k) {
+    Op op{Op::Kind::ap_write};
+    op.ap = ap;
+    op.addr = kDrw;
+    op.value = data[k];
+    op.has_memory = true;
+    op.csw = csw;
+    op.address = address + static_cast<std::uint32_t>(k) * step;
+    record_.push_back(op);
+  }
+  if (data.size() == 1) {
+    probe_.queue_ap_write(ap, kDrw, data[0]);
+  } else {
+    probe_.queue_ap_write_block(ap, kDrw, data);
+  }
+}
+
+// Re-issues the record from `from` on: a DRW access first gets its CSW and TAR back
+// (TAR may have advanced, or not, for the access that was cut short), then the rest is
+// sent again, runs of DRW accesses as blocks.
+void Dap::requeue(std::size_t from) {
+  std::vector<Op> rest(record_.begin() + static_cast<std::ptrdiff_t>(from), record_.end());
+  record_.clear();
+  if (rest.empty()) return;
+  if (rest.front().has_memory) {
+    queue_ap_write(rest.front().ap, 0x00, rest.front().csw);
+    queue_ap_write(rest.front().ap, 0x04, rest.front().address);
+  }
+  for (std::size_t i = 0; i < rest.size();) {
+    std::size_t j = i + 1;
+    const Op& first = rest[i];
+    if (first.has_memory) {
+      while (j < rest.size() && rest[j].has_memory && rest[j].kind == first.kind &&
+             rest[j].ap == first.ap && rest[j].csw == first.csw &&
+             (first.kind == Op::Kind::ap_write || rest[j].out == first.out + (j - i))) {
+        ++j;
+      }
+    }
+    if (j - i > 1) {
+      const std::size_t n = j - i;
+      if (first.kind == Op::Kind::ap_read) {
+        for (std::size_t k = i; k < j; ++k)
+          record_.push_back(rest[k]);
+        probe_.queue_ap_read_block(first.ap, first.addr, std::span<std::uint32_t>(first.out, n));
+      } else {
+        auto& buffer = requeued_data_.emplace_back();
+        for (std::size_t k = i; k < j; ++k) {
+          buffer.push_back(rest[k].value);
+          record_.push_back(rest[k]);
+        }
+        probe_.queue_ap_write_block(first.ap, first.addr, buffer);
+      }
+    } else {
+      record_.push_back(first);
+      send(first);
+    }
+    i = j;
+  }
+}
+
+// --- Flush and recovery -------------------------------------------------------------------
+
+void Dap::flush_raw(const char* what) {
+  probe::DapFlushResult r;
+  try {
+    r = probe_.flush();
+  } catch (...) {
+    record_.clear();
+    ++generation_;
+    throw;
+  }
+  record_.clear();
+  if (r.ok()) return;
+  ++generation_;
+  throw Error(
+      r.ack == probe::DapAck::wait ? ErrorCategory::timeout : ErrorCategory::target_not_responding,
+      std::string(what) + ": " + std::string(probe::dap_ack_name(r.ack)) + " from the debug port",
+      kNoResponseHint);
+}
+
+void Dap::flush(const char* what) {
+  const auto deadline = std::chrono::steady_clock::now() + kWaitTimeout;
+  for (unsigned round = 0;; ++round) {
+    probe::DapFlushResult r;
+    try {
+      r = probe_.flush();
+    } catch (...) {
+      record_.clear();
+      requeued_data_.clear();
+      ++generation_;
+      throw;
+    }
+    if (r.ok()) {
+      record_.clear();
+      requeued_data_.clear();
+      return;
+    }
+    ++generation_;  // the AP's CSW/TAR may not be what MemAp thinks
+    const Op* failed = r.completed < record_.size() ? &record_[r.completed] : nullptr;
+    if (r.ack != probe::DapAck::wait) {
+      const Op copy = failed ? *failed : Op{Op::Kind::dp_read};
+      fail(what, r.ack, failed ? &copy : nullptr);
+    }
+    // WAIT past the probe's retries: the AP is still busy with an access (a flash write
+    // stalls the bus). The access in flight finishes by itself; re-issue what did not
+    // complete, from the failure point on.
+    const bool can_requeue = failed != nullptr;
+    if (!can_requeue || round + 1 >= kWaitBudget || std::chrono::steady_clock::now() > deadline) {
+      const Op copy = failed ? *failed : Op{Op::Kind::dp_read};
+      record_.clear();
+      requeued_data_.clear();
+      // DAPABORT ends the stalled AP transaction so that the DP answers again.
+      try {
+        queue_dp_write(probe::kDpAbort, kDapAbort | kAbortClearAll);
+        flush_raw("DAP abort");
+      } catch (const Error&) {
+      }
+      std::string message = std::string(what) + ": the target kept answering WAIT";
+      if (failed && copy.has_memory) message += " (access to " + hex32(copy.address) + ")";
+      throw Error(ErrorCategory::timeout, message,
+                  "the bus is stalled (flash operation in progress?); retry, or reset the target");
+    }
+    // Keep the data of re-issued blocks alive until this round's flush.
+    std::vector<std::vector<std::uint32_t>> keep;
+    keep.swap(requeued_data_);
+    requeue(r.completed);
+    keep.clear();
+  }
+}
+
+void Dap::fail(const char* what, probe::DapAck ack, const Op* failed) {
+  record_.clear();
+  requeued_data_.clear();
+  std::string where;
+  if (failed && failed->has_memory) where = " at " + hex32(failed->address);
+  if (ack == probe::DapAck::fault) {
+    // ADIv5.2 B4.2.3: FAULT means a sticky flag is set. Which one says what happened.
+    std::uint32_t ctrl = 0;
+    try {
+      ctrl = clear_sticky_errors();
+    } catch (const Error&) {
+    }
+    std::string cause;
+    if (ctrl & kStickyErr) cause = "bus error (STICKYERR)";
+    if (ctrl & kWDataErr) cause += std::string(cause.empty() ? "" : ", ") + "write data error";
+    if (ctrl & kStickyOrun) cause += std::string(cause.empty() ? "" : ", ") + "overrun";
+    if (ctrl & kStickyCmp) cause += std::string(cause.empty() ? "" : ", ") + "compare";
+    if (cause.empty()) cause = "FAULT";
+    throw Error(ErrorCategory::target_not_responding,
+                std::string(what) + " failed: " + cause + where,
+                "the address may be unmapped, its peripheral clock off, or the memory "
+                "protected");
+  }
+  if (ack == probe::DapAck::protocol_error) {
+    throw Error(ErrorCategory::target_not_responding,
+                std::string(what) + " failed: SWD protocol error (parity)" + where,
+                "lower the SWD clock (adapter speed) and check the wiring");
+  }
+  throw Error(ErrorCategory::target_not_responding,
+              std::string(what) + " failed: no ACK from the target" + where, kNoResponseHint);
+}
+
+}  // namespace probefarm::protocol
