@@ -210,6 +210,7 @@ int cmd_flash(const Options& o) {
   fo.readback_verify = o.readback;
   fo.erase = o.erase_mode;
   fo.skip_unchanged = o.skip_unchanged;
+  fo.supply_mv = o.supply_mv;
   ProgressBar bar(o.progress && !o.json);
   const auto start = Clock::now();
   flash::FlashReport r =

@@ -30,6 +30,7 @@ bool allowed(Command c, const std::string& opt) {
       {"--reset", {Command::flash, Command::erase}},
       {"--erase", {Command::flash}},
       {"--no-skip", {Command::flash}},
+      {"--vdd", {Command::flash}},
       {"--all", {Command::erase}},
       {"--halt", {Command::reset}},
       {"--kind", {Command::reset}},
@@ -117,6 +118,9 @@ Options parse_options(const std::vector<std::string>& args) {
       else if (f == "srec") o.format = flash::ImageFormat::srec;
       else if (f == "bin") o.format = flash::ImageFormat::bin;
       else usage_error("--format '" + f + "' is not one of elf, ihex, srec, bin");
+    } else if (a == "--vdd") {
+      command_opts.push_back(a);
+      o.supply_mv = parse_number(value(), "--vdd");
     } else if (a == "--address") {
       command_opts.push_back(a);
       o.address = parse_number(value(), "--address");
@@ -206,6 +210,8 @@ Commands:
       --erase MODE        auto (default): per sector, mass erase when faster and nothing
                           is lost; sectors: never mass erase; all: mass erase first.
       --no-skip           Reprogram sectors whose contents already match.
+      --vdd MV            Target supply in mV (default 3300): F4/F7 program x32 at 2.7 V and
+                          above, x16 from 2.1 V, x8 below (RM0090 3.5.2, RM0385 3.3.2).
   verify <image>          Compare flash with an image (--readback for byte-by-byte).
   read <addr> <size> <out.bin>
                           Save memory to a file (sizes take K and M suffixes).

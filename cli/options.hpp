@@ -35,6 +35,7 @@ struct Options {
   bool reset_after = false;                  // --reset
   flash::EraseMode erase_mode = flash::EraseMode::automatic;  // --erase auto|sectors|all
   bool skip_unchanged = true;                // --no-skip
+  unsigned supply_mv = 3300;                 // --vdd: F4/F7 programming parallelism
 
   // read / erase
   std::uint32_t region_address = 0;

@@ -49,11 +49,12 @@ void ProgressBar::draw(bool force) {
                format_bytes(done_).c_str(), format_bytes(total_).c_str(), rate.c_str());
   std::fflush(out_);
   drawn_ = true;
+  drawn_done_ = done_;
 }
 
 void ProgressBar::finish() {
   if (!enabled_ || !drawn_) return;
-  draw(true);
+  if (drawn_done_ != done_) draw(true);
   std::fputc('\n', out_);
   std::fflush(out_);
   drawn_ = false;

@@ -28,6 +28,7 @@ class ProgressBar {
   std::uint64_t done_ = 0, total_ = 0;
   std::chrono::steady_clock::time_point phase_start_, last_draw_;
   bool drawn_ = false;
+  std::uint64_t drawn_done_ = 0;  // what the last drawn bar showed
 };
 
 // "1.5 MiB", "512 B".

@@ -46,22 +46,6 @@ constexpr std::uint16_t kHidReportOutput = 0x0200;
 // SELECT fields, ADIv5.2 B2.2.9: APSEL [31:24], APBANKSEL [7:4], DPBANKSEL [3:0].
 constexpr std::uint32_t kSelectDpBankMask = 0x0000000F;
 
-const char* ack_text(DapAck ack) {
-  switch (ack) {
-    case DapAck::ok:
-      return "OK";
-    case DapAck::wait:
-      return "WAIT";
-    case DapAck::fault:
-      return "FAULT";
-    case DapAck::no_response:
-      return "no ACK";
-    case DapAck::protocol_error:
-      return "a protocol error";
-  }
-  return "?";
-}
-
 class CmsisDap final : public DapProbe {
  public:
   CmsisDap(std::unique_ptr<UsbDevice> device, ProbeInfo info)
@@ -125,7 +109,7 @@ class CmsisDap final : public DapProbe {
     if (!res.ok())
       throw Error(ErrorCategory::target_not_responding,
                   std::string("the target does not answer on probe ") + label() +
-                      ": reading DPIDR got " + ack_text(res.ack),
+                      ": reading DPIDR got " + std::string(dap_ack_name(res.ack)),
                   "check that the target is powered (VTref), that SWDIO, SWCLK and GND are "
                   "connected, and that the firmware does not turn the SWD pins off (try "
                   "connecting under reset)");
