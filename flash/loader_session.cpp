@@ -91,8 +91,8 @@ std::uint32_t LoaderSession::crc32(std::uint32_t address, std::uint32_t length,
   call.stack_top = stack_top_;
   call.return_bkpt = l.bkpt;
   // A table-driven CRC takes well under 16 cycles per byte; at the slowest reset clock
-  // here (8 MHz HSI) that is 2 us per byte. Twice that, plus the USB round trips.
-  const auto timeout = std::chrono::milliseconds(2000 + std::uint64_t{length} * 4 / 1000);
+  // here (8 MHz HSI) that is 2 us per byte. Four times that, plus the USB round trips.
+  const auto timeout = std::chrono::milliseconds(5000 + std::uint64_t{length} * 8 / 1000);
   return target_.core().run_algorithm(call, timeout);
 }
 

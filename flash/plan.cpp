@@ -31,19 +31,6 @@ std::uint32_t image_crc(const Image& image, std::span<const Range> ranges, std::
   return crc;
 }
 
-// CRC-32 of the sector as an erase and program would leave it: the image where it
-// covers, 0xFF elsewhere.
-std::uint32_t programmed_crc(const Image& image, const FlashSector& sector) {
-  std::uint32_t crc = 0;
-  std::uint64_t at = sector.address;
-  for (const Range& r : covered_ranges(image, sector)) {
-    crc = blank_crc(r.address - at, crc);
-    crc = image_crc(image, std::span(&r, 1), crc);
-    at = r.end();
-  }
-  return blank_crc(sector.end() - at, crc);
-}
-
 std::uint32_t covered_bytes(std::span<const Range> ranges) {
   std::uint32_t n = 0;
   for (const Range& r : ranges)
@@ -78,6 +65,17 @@ std::vector<Range> uncovered_ranges(const Image& image, const FlashSector& secto
     out.push_back({static_cast<std::uint32_t>(at), static_cast<std::uint32_t>(sector.end() - at)});
   }
   return out;
+}
+
+std::uint32_t programmed_crc(const Image& image, const FlashSector& sector, std::uint32_t crc_in) {
+  std::uint32_t crc = crc_in;
+  std::uint64_t at = sector.address;
+  for (const Range& r : covered_ranges(image, sector)) {
+    crc = blank_crc(r.address - at, crc);
+    crc = image_crc(image, std::span(&r, 1), crc);
+    at = r.end();
+  }
+  return blank_crc(sector.end() - at, crc);
 }
 
 std::uint32_t blank_crc(std::uint64_t length, std::uint32_t crc_in) {

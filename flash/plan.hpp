@@ -68,6 +68,11 @@ struct Range {
 std::vector<Range> covered_ranges(const Image& image, const FlashSector& sector);
 std::vector<Range> uncovered_ranges(const Image& image, const FlashSector& sector);
 
+// CRC-32 of `sector` as an erase and program would leave it (the image where it covers,
+// 0xFF elsewhere), chained onto `crc_in`.
+std::uint32_t programmed_crc(const Image& image, const FlashSector& sector,
+                             std::uint32_t crc_in = 0);
+
 // CRC-32 of `length` bytes of 0xFF (an erased range), chained onto `crc_in`.
 std::uint32_t blank_crc(std::uint64_t length, std::uint32_t crc_in = 0);
 

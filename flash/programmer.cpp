@@ -120,18 +120,44 @@ std::vector<SectorCrc> Programmer::measure(const Image& image, const FlashOption
       crc = session.crc32(r.address, r.size, crc);
     return crc;
   };
-  for (std::size_t i = 0; i < chip.sectors.size(); ++i) {
-    if (!touched[i]) continue;
-    const FlashSector& s = chip.sectors[i];
-    out[i].covered = chained(covered_ranges(image, s));
-    const auto uncovered = uncovered_ranges(image, s);
-    if (uncovered.empty()) {
-      out[i].whole = out[i].covered;
-    } else {
-      out[i].uncovered = chained(uncovered);
+  // Runs of touched sectors: one CRC for the run first. It settles the common cases — the
+  // image is already there, or the flash is blank — without a run per sector.
+  for (std::size_t i = 0; i < chip.sectors.size();) {
+    if (!touched[i]) {
+      ++i;
+      continue;
     }
-    done += s.size;
-    report("plan", done, total);
+    std::size_t j = i;
+    std::uint64_t size = 0;
+    std::uint32_t programmed = 0;
+    while (j < chip.sectors.size() && touched[j]) {
+      programmed = programmed_crc(image, chip.sectors[j], programmed);
+      size += chip.sectors[j++].size;
+    }
+    const std::uint32_t crc =
+        session.crc32(chip.sectors[i].address, static_cast<std::uint32_t>(size));
+    const bool already = crc == programmed;
+    const bool blank = !already && crc == blank_crc(size);
+    for (std::size_t k = i; k < j; ++k) {
+      const FlashSector& s = chip.sectors[k];
+      if (already) {
+        out[k].whole = programmed_crc(image, s);
+      } else if (blank) {
+        out[k].whole = blank_crc(s.size);
+      } else {
+        // Mixed: the covered and uncovered bytes of each sector separately.
+        out[k].covered = chained(covered_ranges(image, s));
+        const auto uncovered = uncovered_ranges(image, s);
+        if (uncovered.empty()) {
+          out[k].whole = out[k].covered;
+        } else {
+          out[k].uncovered = chained(uncovered);
+        }
+      }
+      done += s.size;
+      report("plan", done, total);
+    }
+    i = j;
   }
   if (!need_untouched) return out;
 

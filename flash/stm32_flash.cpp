@@ -22,7 +22,7 @@ constexpr std::uint32_t kF1Wrpr = 0x20;
 constexpr std::uint32_t kF4Optcr = 0x14;
 constexpr std::uint32_t kF4Optcr1 = 0x18;
 
-// PM0075 3.3 / RM0090 3.5.1: FLASH_KEYR unlock keys, KEY1 then KEY2.
+// PM0075 2.3.1 / RM0090 3.5.1: FLASH_KEYR unlock keys, KEY1 then KEY2.
 constexpr std::uint32_t kKey1 = 0x45670123;
 constexpr std::uint32_t kKey2 = 0xCDEF89AB;
 

@@ -30,7 +30,7 @@ class Stm32Flash {
   Stm32Flash(protocol::MemAp& mem, const ChipInfo& chip);
 
   bool locked();
-  // KEYR key sequence (PM0075 2.3.1 / 3.3, RM0090 3.5.1). Does nothing when already
+  // KEYR key sequence (PM0075 2.3.1, register map 3.1; RM0090 3.5.1). Does nothing when already
   // unlocked: the F4/F7 interface locks up until reset on a second sequence.
   // Throws Error(protection) when the interface stays locked (locked up by a wrong key).
   void unlock();

@@ -151,6 +151,18 @@ TEST_F(F103Plan, MassEraseRefusedWhenAnUntouchedSectorHasData) {
   EXPECT_EQ(actions(plan), std::vector<A>(7, A::erase_program));
 }
 
+TEST_F(F103Plan, MassEraseRefusedWhenKeptBytesWouldBeLost) {
+  const Image image = image_at(kBase, 6 * 1024 + 100, 1);
+  flash.put(image_at(kBase, 6 * 1024 + 100, 2));
+  flash.fill(kBase + 6 * 1024 + 512, 16, 0x77);  // data in page 6 past the image's end
+  const Plan plan = make_plan(chip, image, flash.measured(image), options);
+  EXPECT_FALSE(plan.mass_erase);
+  ASSERT_EQ(plan.sectors.size(), 7u);
+  EXPECT_EQ(actions(plan), std::vector<A>(7, A::erase_program));
+  EXPECT_TRUE(plan.sectors[6].keep);
+  EXPECT_FALSE(plan.sectors[5].keep);
+}
+
 TEST_F(F103Plan, KeepReadsBackUncoveredBytes) {
   // The image covers the first half of page 2; the second half holds data.
   const Image image = image_at(kBase + 2048, 512);

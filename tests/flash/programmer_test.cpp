@@ -191,15 +191,19 @@ TEST_P(ProgrammerChip, KeepPreservesTheRestOfTheSector) {
     if (i < half + data || i >= sector0) old[i] = static_cast<std::uint8_t>(i * 13 + 7);
   }
   Bench bench(GetParam(), old);
+  std::set<std::string> phases;
   // The image: the first half of sector 0, new data followed by erased bytes.
   std::vector<std::uint8_t> image(half, 0xFF);
   for (std::size_t i = 0; i < data; ++i)
     image[i] = static_cast<std::uint8_t>(0xA0 ^ i);
-  Programmer programmer(bench.target());
+  Programmer programmer(bench.target(),
+                        [&](const Progress& p) { phases.insert(std::string(p.phase)); });
   const FlashReport report = programmer.flash(image_of(kFlash, image), FlashOptions{});
   ASSERT_EQ(report.plan.sectors.size(), 1u);
   EXPECT_EQ(report.plan.sectors[0].action, SectorAction::erase_program);
   EXPECT_TRUE(report.plan.sectors[0].keep);
+  EXPECT_EQ(report.sectors_erased, 1u);
+  EXPECT_EQ(phases, (std::set<std::string>{"plan", "read", "erase", "program", "verify"}));
   EXPECT_EQ(bench.flash(kFlash, half), image);
   const std::vector<std::uint8_t> rest(old.begin() + half, old.end());
   EXPECT_EQ(bench.flash(kFlash + half, rest.size()), rest)
@@ -528,6 +532,36 @@ TEST(LoaderSession, RingWrapsAround) {
   driver.lock();
   EXPECT_EQ(last, bytes.size());
   EXPECT_EQ(bench.flash(kFlash, bytes.size()), bytes);
+}
+
+TEST(Programmer, AttachWithoutHaltThenFlash) {
+  // The demo runs; flashing halts the core itself before loading the loader.
+  const Image image = demo_image("stm32f303vc");
+  std::vector<std::uint8_t> old = flat(image);
+  old[0x200] ^= 0xFF;
+  SimTarget sim("stm32f303vc", old);
+  SimDapProbe probe(sim.board());
+  AttachOptions options;
+  options.halt = false;
+  Target target(probe, options);
+  EXPECT_FALSE(target.core().is_halted());
+  Programmer programmer(target);
+  EXPECT_TRUE(programmer.flash(image, FlashOptions{}).verified);
+  EXPECT_TRUE(target.core().is_halted());
+  const std::vector<std::uint8_t> bytes = flat(image);
+  const auto f = sim.board().flash();
+  EXPECT_TRUE(std::equal(bytes.begin(), bytes.end(), f.begin()));
+}
+
+TEST(Programmer, UnverifiedFlashSaysSo) {
+  const Image image = demo_image("stm32f103c8");
+  Bench bench("stm32f103c8");
+  Programmer programmer(bench.target());
+  FlashOptions options;
+  options.verify = false;
+  const FlashReport report = programmer.flash(image, options);
+  EXPECT_FALSE(report.verified);
+  EXPECT_EQ(bench.flash(kFlash, flat(image).size()), flat(image));
 }
 
 }  // namespace
