@@ -10,8 +10,10 @@ namespace {
 
 constexpr std::uint16_t kStVid = 0x0483;  // STMicroelectronics
 
-// ST-Link product IDs, as the ST-LINK firmware enumerates them (also listed in OpenOCD's
-// stlink_usb.c and probe-rs' stlink/usb_interface.rs).
+// ST-Link product IDs, as the ST-LINK firmware enumerates them. STLINK-V3: ST TN1235
+// ("Overview of ST-LINK derivatives") section 5 gives 374E (no bridge) and 374F (bridge);
+// the others are the modes the firmware can be switched to (2 VCP, no mass storage, V3PWR)
+// as users and udev rules report them.
 struct StLinkPid {
   std::uint16_t pid;
   std::optional<ProbeKind> kind;  // nullopt: not supported
