@@ -9,7 +9,9 @@
 #include <optional>
 #include <vector>
 
+#include "probe/bytes.hpp"
 #include "probe/cmsis_dap_packets.hpp"
+#include "probe/error.hpp"
 
 namespace probefarm::probe {
 namespace {
@@ -140,7 +142,7 @@ class CmsisDap final : public DapProbe {
     // the probe: writing 0 pulls it low, writing 1 releases it.
     std::vector<std::uint8_t> req = {kSwjPins, static_cast<std::uint8_t>(asserted ? 0 : kPinNreset),
                                      kPinNreset};
-    put_u32(req, kNresetWaitUs);
+    append_le32(req, kNresetWaitUs);
     command(req, 2);  // the answer is the pin state read back, nothing to check
   }
 
@@ -325,7 +327,7 @@ class CmsisDap final : public DapProbe {
 
   void send_clock(std::uint32_t khz) {
     std::vector<std::uint8_t> req = {kSwjClock};
-    put_u32(req, khz * 1000);  // DAP_SWJ_Clock takes Hz
+    append_le32(req, khz * 1000);  // DAP_SWJ_Clock takes Hz
     check_status(command(req, 2), "DAP_SWJ_Clock");
   }
 

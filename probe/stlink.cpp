@@ -1,11 +1,13 @@
 #include "probe/stlink.hpp"
 
+#include <array>
 #include <bitset>
 #include <chrono>
 #include <cstdio>
 #include <thread>
 #include <vector>
 
+#include "probe/bytes.hpp"
 #include "probe/stlink_commands.hpp"
 
 namespace probefarm::probe {
@@ -34,12 +36,6 @@ constexpr std::uint32_t kAbortClearAll = 0x1E;
 
 const char* const kUpdateHint =
     "update the probe's firmware with STM32CubeProgrammer (Firmware upgrade) or ST-LinkUpgrade";
-
-std::string hex32(std::uint32_t v) {
-  char buf[11];
-  std::snprintf(buf, sizeof buf, "0x%08X", v);
-  return buf;
-}
 
 std::string kind_label(ProbeKind kind) {
   switch (kind) {
@@ -122,7 +118,7 @@ class StLink final : public DapProbe, public NativeMemory {
       std::vector<std::uint8_t> s(st::kSetComFreqSize);
       command(st::cdb_set_com_freq(want), s, "SET_COM_FREQ");
       check(s[0], "SET_COM_FREQ");
-      const std::uint32_t used = st::get32(s, 4);
+      const std::uint32_t used = load_le32(s, 4);
       return used != 0 ? used : want;
     }
     const st::SwdDivisor d = st::pick_v2_divisor(khz);
@@ -199,28 +195,18 @@ class StLink final : public DapProbe, public NativeMemory {
   // NativeMemory
   void read(std::uint8_t ap, std::uint32_t address, std::span<std::uint8_t> out,
             unsigned width) override {
-    const std::size_t limit = check_memory_request(ap, address, out.size(), width);
-    for (std::size_t done = 0; done < out.size();) {
-      const auto at = static_cast<std::uint32_t>(address + done);
-      const std::size_t n = st::chunk_size(at, out.size() - done, limit);
-      const auto piece = out.subspan(done, n);
-      finish_memory(retry_on_wait([&] { return read_chunk(ap, at, piece, width); }), false, ap, at,
-                    n, width);
-      done += n;
-    }
+    transfer_memory(false, ap, address, out.size(), width,
+                    [&](std::uint32_t at, std::size_t done, std::size_t n) {
+                      return read_chunk(ap, at, out.subspan(done, n), width);
+                    });
   }
 
   void write(std::uint8_t ap, std::uint32_t address, std::span<const std::uint8_t> data,
              unsigned width) override {
-    const std::size_t limit = check_memory_request(ap, address, data.size(), width);
-    for (std::size_t done = 0; done < data.size();) {
-      const auto at = static_cast<std::uint32_t>(address + done);
-      const std::size_t n = st::chunk_size(at, data.size() - done, limit);
-      const auto piece = data.subspan(done, n);
-      finish_memory(retry_on_wait([&] { return write_chunk(ap, at, piece, width); }), true, ap, at,
-                    n, width);
-      done += n;
-    }
+    transfer_memory(true, ap, address, data.size(), width,
+                    [&](std::uint32_t at, std::size_t done, std::size_t n) {
+                      return write_chunk(ap, at, data.subspan(done, n), width);
+                    });
   }
 
  private:
@@ -376,7 +362,7 @@ class StLink final : public DapProbe, public NativeMemory {
   std::uint8_t read_dap_reg(std::uint16_t port, std::uint16_t addr, std::uint32_t& value) {
     std::array<std::uint8_t, st::kDapRegReadSize> r{};
     command(st::cdb_read_dap_reg(port, addr), r, "READ_DAP_REG");
-    value = st::get32(r, 4);
+    value = load_le32(r, 4);
     return r[0];
   }
 
@@ -405,6 +391,20 @@ class StLink final : public DapProbe, public NativeMemory {
     if (ap != 0) require(st::kMultiAp);
     open_ap(ap);
     return width == 8 ? st::max_rw8(version_) : st::kMaxRw16_32;
+  }
+
+  // Moves `size` bytes at `address` in memory commands within the probe's limits;
+  // `chunk(at, done, n)` runs one command for bytes [done, done + n) and returns its status.
+  template <class Chunk>
+  void transfer_memory(bool write, std::uint8_t ap, std::uint32_t address, std::size_t size,
+                       unsigned width, Chunk&& chunk) {
+    const std::size_t limit = check_memory_request(ap, address, size, width);
+    for (std::size_t done = 0; done < size;) {
+      const auto at = static_cast<std::uint32_t>(address + done);
+      const std::size_t n = st::chunk_size(at, size - done, limit);
+      finish_memory(retry_on_wait([&] { return chunk(at, done, n); }), write, ap, at, n, width);
+      done += n;
+    }
   }
 
   std::uint8_t last_rw_status(std::uint32_t& fault_address) {

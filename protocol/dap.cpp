@@ -2,14 +2,17 @@
 // WAIT re-issue. References: ARM IHI 0031 (ADIv5.2), chapters B2 (DP registers), B4
 // (SW-DP protocol), C2 (MEM-AP). MemAp lives in mem_ap.cpp.
 #include <chrono>
-#include <cstdio>
+#include <optional>
 #include <string>
 
+#include "probe/bytes.hpp"
 #include "probe/error.hpp"
 #include "protocol/dap.hpp"
 
 namespace probefarm::protocol {
 namespace {
+
+using probe::hex32;
 
 // ADIv5.2 B2.2 "CTRL/STAT".
 constexpr std::uint32_t kStickyOrun = 1u << 1;
@@ -20,6 +23,16 @@ constexpr std::uint32_t kCdbgPwrUpReq = 1u << 28;
 constexpr std::uint32_t kCdbgPwrUpAck = 1u << 29;
 constexpr std::uint32_t kCsysPwrUpReq = 1u << 30;
 constexpr std::uint32_t kCsysPwrUpAck = 1u << 31;
+constexpr std::uint32_t kPowerUpReqs = kCdbgPwrUpReq | kCsysPwrUpReq;
+constexpr std::uint32_t kPowerUpAcks = kCdbgPwrUpAck | kCsysPwrUpAck;
+// What each sticky flag means, in the order a FAULT message names them.
+constexpr struct {
+  std::uint32_t bit;
+  const char* cause;
+} kStickyCauses[] = {{kStickyErr, "bus error (STICKYERR)"},
+                     {kWDataErr, "write data error"},
+                     {kStickyOrun, "overrun"},
+                     {kStickyCmp, "compare"}};
 // ADIv5.2 B2.2 "ABORT": ORUNERRCLR | WDERRCLR | STKERRCLR | STKCMPCLR, and DAPABORT.
 constexpr std::uint32_t kAbortClearAll = 0x1E;
 constexpr std::uint32_t kDapAbort = 1u << 0;
@@ -29,6 +42,8 @@ constexpr std::uint32_t kDapAbort = 1u << 0;
 constexpr std::uint8_t kApIdr = 0xFC;
 constexpr std::uint8_t kApBase = 0xF8;
 constexpr std::uint8_t kApCsw = 0x00;
+constexpr std::uint8_t kApTar = 0x04;
+constexpr std::uint8_t kApDrw = 0x0C;
 constexpr unsigned kMaxAps = 256;  // APSEL is 8 bits (B2.2 "SELECT")
 
 // Power-up handshake: the ACKs usually follow at once; allow a slow power controller.
@@ -41,12 +56,6 @@ constexpr auto kWaitTimeout = std::chrono::milliseconds(2000);
 constexpr const char* kNoResponseHint =
     "check target power and the SWD wiring; firmware may have disabled the SWD pins — try "
     "connect under reset";
-
-std::string hex32(std::uint32_t v) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "0x%08X", v);
-  return buf;
-}
 
 }  // namespace
 
@@ -108,14 +117,14 @@ void Dap::connect() {
 void Dap::power_up() {
   // ADIv5.2 B2.2 CTRL/STAT and B2.4.2 (system and debug power-up): request both domains,
   // then wait for both ACKs.
-  queue_dp_write(probe::kDpCtrlStat, kCdbgPwrUpReq | kCsysPwrUpReq);
+  queue_dp_write(probe::kDpCtrlStat, kPowerUpReqs);
   flush("debug power-up request");
   const auto deadline = std::chrono::steady_clock::now() + kPowerUpTimeout;
   std::uint32_t ctrl = 0;
   for (unsigned attempt = 0;; ++attempt) {
     queue_dp_read(probe::kDpCtrlStat, &ctrl);
     flush("CTRL/STAT read");
-    if ((ctrl & (kCdbgPwrUpAck | kCsysPwrUpAck)) == (kCdbgPwrUpAck | kCsysPwrUpAck)) return;
+    if ((ctrl & kPowerUpAcks) == kPowerUpAcks) return;
     // Each poll is a probe round trip; the attempt bound covers a stalled wall clock.
     if (std::chrono::steady_clock::now() > deadline || attempt > 1000) break;
   }
@@ -126,10 +135,7 @@ void Dap::power_up() {
 
 bool Dap::ensure_powered() {
   const std::uint32_t ctrl = clear_sticky_errors();
-  if ((ctrl & (kCdbgPwrUpAck | kCsysPwrUpAck)) == (kCdbgPwrUpAck | kCsysPwrUpAck) &&
-      (ctrl & (kCdbgPwrUpReq | kCsysPwrUpReq)) == (kCdbgPwrUpReq | kCsysPwrUpReq)) {
-    return false;
-  }
+  if ((ctrl & kPowerUpAcks) == kPowerUpAcks && (ctrl & kPowerUpReqs) == kPowerUpReqs) return false;
   ++generation_;
   power_up();
   return true;
@@ -176,79 +182,57 @@ void Dap::send(const Op& op) {
   }
 }
 
-void Dap::queue_dp_read(std::uint8_t addr, std::uint32_t* out, std::uint8_t bank) {
-  Op op{Op::Kind::dp_read};
-  op.addr = addr;
-  op.bank = bank;
-  op.out = out;
+void Dap::queue(const Op& op) {
   record_.push_back(op);
   send(op);
+}
+
+void Dap::queue_dp_read(std::uint8_t addr, std::uint32_t* out, std::uint8_t bank) {
+  queue(Op{.kind = Op::Kind::dp_read, .addr = addr, .bank = bank, .out = out});
 }
 
 void Dap::queue_dp_write(std::uint8_t addr, std::uint32_t value, std::uint8_t bank) {
-  Op op{Op::Kind::dp_write};
-  op.addr = addr;
-  op.bank = bank;
-  op.value = value;
-  record_.push_back(op);
-  send(op);
+  queue(Op{.kind = Op::Kind::dp_write, .addr = addr, .bank = bank, .value = value});
 }
 
 void Dap::queue_ap_read(std::uint8_t ap, std::uint8_t addr, std::uint32_t* out) {
-  Op op{Op::Kind::ap_read};
-  op.ap = ap;
-  op.addr = addr;
-  op.out = out;
-  record_.push_back(op);
-  send(op);
+  queue(Op{.kind = Op::Kind::ap_read, .ap = ap, .addr = addr, .out = out});
 }
 
 void Dap::queue_ap_write(std::uint8_t ap, std::uint8_t addr, std::uint32_t value) {
-  Op op{Op::Kind::ap_write};
-  op.ap = ap;
-  op.addr = addr;
-  op.value = value;
-  record_.push_back(op);
-  send(op);
+  queue(Op{.kind = Op::Kind::ap_write, .ap = ap, .addr = addr, .value = value});
+}
+
+Dap::Op Dap::memory_op(Op::Kind kind, std::uint8_t ap, std::uint32_t csw, std::uint32_t address) {
+  return Op{
+      .kind = kind, .ap = ap, .addr = kApDrw, .has_memory = true, .csw = csw, .address = address};
 }
 
 void Dap::queue_memory_read(std::uint8_t ap, std::uint32_t csw, std::uint32_t address,
                             std::uint32_t step, std::span<std::uint32_t> out) {
-  constexpr std::uint8_t kDrw = 0x0C;
   for (std::size_t k = 0; k < out.size(); ++k) {
-    Op op{Op::Kind::ap_read};
-    op.ap = ap;
-    op.addr = kDrw;
+    Op op = memory_op(Op::Kind::ap_read, ap, csw, address + static_cast<std::uint32_t>(k) * step);
     op.out = &out[k];
-    op.has_memory = true;
-    op.csw = csw;
-    op.address = address + static_cast<std::uint32_t>(k) * step;
     record_.push_back(op);
   }
   if (out.size() == 1) {
-    probe_.queue_ap_read(ap, kDrw, out.data());
+    probe_.queue_ap_read(ap, kApDrw, out.data());
   } else {
-    probe_.queue_ap_read_block(ap, kDrw, out);
+    probe_.queue_ap_read_block(ap, kApDrw, out);
   }
 }
 
 void Dap::queue_memory_write(std::uint8_t ap, std::uint32_t csw, std::uint32_t address,
                              std::uint32_t step, std::span<const std::uint32_t> data) {
-  constexpr std::uint8_t kDrw = 0x0C;
   for (std::size_t k = 0; k < data.size(); ++k) {
-    Op op{Op::Kind::ap_write};
-    op.ap = ap;
-    op.addr = kDrw;
+    Op op = memory_op(Op::Kind::ap_write, ap, csw, address + static_cast<std::uint32_t>(k) * step);
     op.value = data[k];
-    op.has_memory = true;
-    op.csw = csw;
-    op.address = address + static_cast<std::uint32_t>(k) * step;
     record_.push_back(op);
   }
   if (data.size() == 1) {
-    probe_.queue_ap_write(ap, kDrw, data[0]);
+    probe_.queue_ap_write(ap, kApDrw, data[0]);
   } else {
-    probe_.queue_ap_write_block(ap, kDrw, data);
+    probe_.queue_ap_write_block(ap, kApDrw, data);
   }
 }
 
@@ -260,8 +244,8 @@ void Dap::requeue(std::size_t from) {
   record_.clear();
   if (rest.empty()) return;
   if (rest.front().has_memory) {
-    queue_ap_write(rest.front().ap, 0x00, rest.front().csw);
-    queue_ap_write(rest.front().ap, 0x04, rest.front().address);
+    queue_ap_write(rest.front().ap, kApCsw, rest.front().csw);
+    queue_ap_write(rest.front().ap, kApTar, rest.front().address);
   }
   for (std::size_t i = 0; i < rest.size();) {
     std::size_t j = i + 1;
@@ -322,30 +306,24 @@ void Dap::flush(const char* what) {
     try {
       r = probe_.flush();
     } catch (...) {
-      record_.clear();
-      requeued_data_.clear();
+      drop_queue();
       ++generation_;
       throw;
     }
     if (r.ok()) {
-      record_.clear();
-      requeued_data_.clear();
+      drop_queue();
       return;
     }
     ++generation_;  // the AP's CSW/TAR may not be what MemAp thinks
-    const Op* failed = r.completed < record_.size() ? &record_[r.completed] : nullptr;
-    if (r.ack != probe::DapAck::wait) {
-      const Op copy = failed ? *failed : Op{Op::Kind::dp_read};
-      fail(what, r.ack, failed ? &copy : nullptr);
-    }
+    // A copy: the record is dropped before the error is thrown.
+    const std::optional<Op> failed =
+        r.completed < record_.size() ? std::optional<Op>(record_[r.completed]) : std::nullopt;
+    if (r.ack != probe::DapAck::wait) fail(what, r.ack, failed ? &*failed : nullptr);
     // WAIT past the probe's retries: the AP is still busy with an access (a flash write
     // stalls the bus). The access in flight finishes by itself; re-issue what did not
     // complete, from the failure point on.
-    const bool can_requeue = failed != nullptr;
-    if (!can_requeue || round + 1 >= kWaitBudget || std::chrono::steady_clock::now() > deadline) {
-      const Op copy = failed ? *failed : Op{Op::Kind::dp_read};
-      record_.clear();
-      requeued_data_.clear();
+    if (!failed || round + 1 >= kWaitBudget || std::chrono::steady_clock::now() > deadline) {
+      drop_queue();
       // DAPABORT ends the stalled AP transaction so that the DP answers again.
       try {
         queue_dp_write(probe::kDpAbort, kDapAbort | kAbortClearAll);
@@ -353,7 +331,7 @@ void Dap::flush(const char* what) {
       } catch (const Error&) {
       }
       std::string message = std::string(what) + ": the target kept answering WAIT";
-      if (failed && copy.has_memory) message += " (access to " + hex32(copy.address) + ")";
+      if (failed && failed->has_memory) message += " (access to " + hex32(failed->address) + ")";
       throw Error(ErrorCategory::timeout, message,
                   "the bus is stalled (flash operation in progress?); retry, or reset the target");
     }
@@ -365,9 +343,13 @@ void Dap::flush(const char* what) {
   }
 }
 
-void Dap::fail(const char* what, probe::DapAck ack, const Op* failed) {
+void Dap::drop_queue() {
   record_.clear();
   requeued_data_.clear();
+}
+
+void Dap::fail(const char* what, probe::DapAck ack, const Op* failed) {
+  drop_queue();
   std::string where;
   if (failed && failed->has_memory) where = " at " + hex32(failed->address);
   if (ack == probe::DapAck::fault) {
@@ -378,10 +360,11 @@ void Dap::fail(const char* what, probe::DapAck ack, const Op* failed) {
     } catch (const Error&) {
     }
     std::string cause;
-    if (ctrl & kStickyErr) cause = "bus error (STICKYERR)";
-    if (ctrl & kWDataErr) cause += std::string(cause.empty() ? "" : ", ") + "write data error";
-    if (ctrl & kStickyOrun) cause += std::string(cause.empty() ? "" : ", ") + "overrun";
-    if (ctrl & kStickyCmp) cause += std::string(cause.empty() ? "" : ", ") + "compare";
+    for (const auto& sticky : kStickyCauses) {
+      if (!(ctrl & sticky.bit)) continue;
+      if (!cause.empty()) cause += ", ";
+      cause += sticky.cause;
+    }
     if (cause.empty()) cause = "FAULT";
     throw Error(ErrorCategory::target_not_responding,
                 std::string(what) + " failed: " + cause + where,

@@ -91,8 +91,14 @@ class Dap {
                          std::uint32_t step, std::span<std::uint32_t> out);
   void queue_memory_write(std::uint8_t ap, std::uint32_t csw, std::uint32_t address,
                           std::uint32_t step, std::span<const std::uint32_t> data);
+  // Records `op` (for a re-issue after WAIT) and queues it on the probe.
+  void queue(const Op& op);
+  // A DRW access of a MemAp at memory `address` through `csw`.
+  static Op memory_op(Op::Kind kind, std::uint8_t ap, std::uint32_t csw, std::uint32_t address);
   void send(const Op& op);
   void requeue(std::size_t from);
+  // Forgets the record and the re-issued write data (after a flush, or a failure).
+  void drop_queue();
   void power_up();
   // flush without recovery: any failure throws at once (used during recovery itself).
   void flush_raw(const char* what);
@@ -150,9 +156,18 @@ class MemAp {
   void forget_cache();
   void queue_select(std::uint32_t address, unsigned size_bytes);
   void advance_tar(std::uint32_t address, std::uint32_t bytes);
-  void queue_single_read(std::uint32_t address, unsigned size_bytes, std::uint32_t* raw);
+  // DRW accesses of `size_bytes` each from `address`, one per element of `raw` / `lanes`
+  // (write data already on its byte lanes; it must live in queued_data_ until the flush).
+  void queue_reads(std::uint32_t address, unsigned size_bytes, std::span<std::uint32_t> raw);
+  void queue_writes(std::uint32_t address, unsigned size_bytes,
+                    std::span<const std::uint32_t> lanes);
   void queue_single_write(std::uint32_t address, unsigned size_bytes, std::uint32_t value);
   void run(const std::string& what);
+  // One access of `size_bytes` sent at once; the read returns the value off its lanes.
+  std::uint32_t read_single(std::uint32_t address, unsigned size_bytes);
+  void write_single(std::uint32_t address, unsigned size_bytes, std::uint32_t value);
+  // Sends what is queued and drops the CSW/TAR caches before the probe's own commands.
+  probe::NativeMemory& begin_native();
   void native_read(std::uint32_t address, std::span<std::uint8_t> out);
   void native_write(std::uint32_t address, std::span<const std::uint8_t> data);
   std::uint64_t generation_ = 0;

@@ -1,14 +1,17 @@
 // MEM-AP memory access (ARM IHI 0031 ADIv5.2, chapter C2): CSW/TAR caching, TAR
 // auto-increment within 1 KiB blocks, byte-lane placement of sub-word accesses, batching,
 // and the probe's native memory commands where it has them.
-#include <cstdio>
+#include <algorithm>
 #include <string>
 
+#include "probe/bytes.hpp"
 #include "probe/error.hpp"
 #include "protocol/dap.hpp"
 
 namespace probefarm::protocol {
 namespace {
+
+using probe::hex32;
 
 // ADIv5.2 C2.6 MEM-AP registers.
 constexpr std::uint8_t kCsw = 0x00;
@@ -25,12 +28,6 @@ constexpr std::uint32_t kCswAddrIncSingle = 0x10;
 // again with a TAR write at every 1 KiB boundary.
 constexpr std::uint32_t kIncrementBlock = 1024;
 
-std::string hex32(std::uint32_t v) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "0x%08X", v);
-  return buf;
-}
-
 std::string describe(const char* op, std::uint32_t address, std::size_t bytes) {
   std::string s = std::string(op) + " of " + hex32(address);
   if (bytes != 4) s += " (" + std::to_string(bytes) + " bytes)";
@@ -39,6 +36,51 @@ std::string describe(const char* op, std::uint32_t address, std::size_t bytes) {
 
 unsigned size_code(unsigned size_bytes) {
   return size_bytes == 1 ? 0 : size_bytes == 2 ? 1 : 2;
+}
+
+void check_aligned(std::uint32_t address, unsigned size_bytes, const char* op) {
+  if (address % size_bytes == 0) return;
+  throw Error(ErrorCategory::usage, "unaligned " + std::to_string(8 * size_bytes) + "-bit " + op +
+                                        " at " + hex32(address));
+}
+
+// C2.2.6 byte lanes: a byte or halfword travels on the lanes its address selects.
+std::uint32_t to_lanes(std::uint32_t address, std::uint32_t value) {
+  return value << (8 * (address & 3));
+}
+std::uint32_t from_lanes(std::uint32_t address, std::uint32_t raw) {
+  return raw >> (8 * (address & 3));
+}
+
+// `count` accesses of `size` bytes from `address`, for bytes [offset, offset + size * count)
+// of the caller's buffer.
+struct Run {
+  std::uint32_t address;
+  unsigned size;
+  std::size_t offset;
+  std::size_t count;
+};
+
+// Splits `length` bytes at `address` into the widest accesses the alignment allows: runs of
+// words (ending at each 1 KiB auto-increment boundary when `tar_blocks`), single halfwords
+// and bytes where the address or the length is not word-aligned.
+template <class F>
+void for_each_run(std::uint32_t address, std::size_t length, bool tar_blocks, F&& f) {
+  for (std::size_t off = 0; off < length;) {
+    const auto a = static_cast<std::uint32_t>(address + off);
+    const std::size_t left = length - off;
+    Run run{a, 1, off, 1};
+    if ((a & 3) == 0 && left >= 4) {
+      run.size = 4;
+      run.count = left / 4;
+      if (tar_blocks)
+        run.count = std::min<std::size_t>(run.count, (kIncrementBlock - a % kIncrementBlock) / 4);
+    } else if ((a & 1) == 0 && left >= 2) {
+      run.size = 2;
+    }
+    f(run);
+    off += run.size * run.count;
+  }
 }
 
 }  // namespace
@@ -97,19 +139,21 @@ void MemAp::advance_tar(std::uint32_t address, std::uint32_t bytes) {
   tar_valid_ = (next % kIncrementBlock) != 0;
 }
 
-void MemAp::queue_single_read(std::uint32_t address, unsigned size_bytes, std::uint32_t* raw) {
+void MemAp::queue_reads(std::uint32_t address, unsigned size_bytes, std::span<std::uint32_t> raw) {
   queue_select(address, size_bytes);
-  dap_.queue_memory_read(ap_, csw_, address, size_bytes, std::span<std::uint32_t>(raw, 1));
-  advance_tar(address, size_bytes);
+  dap_.queue_memory_read(ap_, csw_, address, size_bytes, raw);
+  advance_tar(address, static_cast<std::uint32_t>(size_bytes * raw.size()));
+}
+
+void MemAp::queue_writes(std::uint32_t address, unsigned size_bytes,
+                         std::span<const std::uint32_t> lanes) {
+  queue_select(address, size_bytes);
+  dap_.queue_memory_write(ap_, csw_, address, size_bytes, lanes);
+  advance_tar(address, static_cast<std::uint32_t>(size_bytes * lanes.size()));
 }
 
 void MemAp::queue_single_write(std::uint32_t address, unsigned size_bytes, std::uint32_t value) {
-  queue_select(address, size_bytes);
-  // C2.2.6 byte lanes: a byte or halfword travels on the lanes its address selects.
-  const std::uint32_t lane_value = value << (8 * (address & 3));
-  auto& buffer = queued_data_.emplace_back(1, lane_value);
-  dap_.queue_memory_write(ap_, csw_, address, size_bytes, buffer);
-  advance_tar(address, size_bytes);
+  queue_writes(address, size_bytes, queued_data_.emplace_back(1, to_lanes(address, value)));
 }
 
 void MemAp::run(const std::string& what) {
@@ -125,53 +169,48 @@ void MemAp::run(const std::string& what) {
 
 // --- Synchronous single accesses -----------------------------------------------------------
 
+std::uint32_t MemAp::read_single(std::uint32_t address, unsigned size_bytes) {
+  check_aligned(address, size_bytes, "read");
+  std::uint32_t raw = 0;
+  queue_reads(address, size_bytes, std::span(&raw, 1));
+  run(describe("read", address, size_bytes));
+  return from_lanes(address, raw);
+}
+
+void MemAp::write_single(std::uint32_t address, unsigned size_bytes, std::uint32_t value) {
+  check_aligned(address, size_bytes, "write");
+  queue_single_write(address, size_bytes, value);
+  run(describe("write", address, size_bytes));
+}
+
 std::uint32_t MemAp::read32(std::uint32_t address) {
-  std::uint32_t v = 0;
-  queue_read32(address, &v);
-  run(describe("read", address, 4));
-  return v;
+  return read_single(address, 4);
 }
-
 void MemAp::write32(std::uint32_t address, std::uint32_t value) {
-  queue_write32(address, value);
-  run(describe("write", address, 4));
+  write_single(address, 4, value);
 }
-
 std::uint16_t MemAp::read16(std::uint32_t address) {
-  if (address & 1) throw Error(ErrorCategory::usage, "unaligned 16-bit read at " + hex32(address));
-  std::uint32_t raw = 0;
-  queue_single_read(address, 2, &raw);
-  run(describe("read", address, 2));
-  return static_cast<std::uint16_t>(raw >> (8 * (address & 2)));
+  return static_cast<std::uint16_t>(read_single(address, 2));
 }
-
 void MemAp::write16(std::uint32_t address, std::uint16_t value) {
-  if (address & 1) throw Error(ErrorCategory::usage, "unaligned 16-bit write at " + hex32(address));
-  queue_single_write(address, 2, value);
-  run(describe("write", address, 2));
+  write_single(address, 2, value);
 }
-
 std::uint8_t MemAp::read8(std::uint32_t address) {
-  std::uint32_t raw = 0;
-  queue_single_read(address, 1, &raw);
-  run(describe("read", address, 1));
-  return static_cast<std::uint8_t>(raw >> (8 * (address & 3)));
+  return static_cast<std::uint8_t>(read_single(address, 1));
 }
-
 void MemAp::write8(std::uint32_t address, std::uint8_t value) {
-  queue_single_write(address, 1, value);
-  run(describe("write", address, 1));
+  write_single(address, 1, value);
 }
 
 // --- Batching ----------------------------------------------------------------------------
 
 void MemAp::queue_read32(std::uint32_t address, std::uint32_t* out) {
-  if (address & 3) throw Error(ErrorCategory::usage, "unaligned 32-bit read at " + hex32(address));
-  queue_single_read(address, 4, out);
+  check_aligned(address, 4, "read");
+  queue_reads(address, 4, std::span(out, 1));
 }
 
 void MemAp::queue_write32(std::uint32_t address, std::uint32_t value) {
-  if (address & 3) throw Error(ErrorCategory::usage, "unaligned 32-bit write at " + hex32(address));
+  check_aligned(address, 4, "write");
   queue_single_write(address, 4, value);
 }
 
@@ -184,47 +223,23 @@ void MemAp::flush() {
 void MemAp::read(std::uint32_t address, std::span<std::uint8_t> out) {
   if (out.empty()) return;
   if (dap_.probe().native_memory() != nullptr) return native_read(address, out);
-  // Raw DRW words for every access, decoded after the flush.
-  struct Piece {
-    std::uint32_t address;
-    unsigned size;       // bytes per access
-    std::size_t offset;  // into `out`
-    std::size_t count;   // accesses
-    std::size_t first;   // index into `raw`
-  };
-  std::vector<Piece> pieces;
-  std::vector<std::uint32_t> raw(out.size());  // at most one word per byte
+  // Raw DRW words for every access (at most one per byte), decoded after the flush.
+  std::vector<Run> runs;
+  std::vector<std::uint32_t> raw(out.size());
   std::size_t used = 0;
-  std::uint32_t a = address;
-  std::size_t off = 0;
-  while (off < out.size()) {
-    const std::size_t left = out.size() - off;
-    if ((a & 3) == 0 && left >= 4) {
-      const std::size_t room = (kIncrementBlock - a % kIncrementBlock) / 4;
-      const std::size_t n = std::min(left / 4, room);
-      queue_select(a, 4);
-      dap_.queue_memory_read(ap_, csw_, a, 4, std::span<std::uint32_t>(&raw[used], n));
-      advance_tar(a, static_cast<std::uint32_t>(4 * n));
-      pieces.push_back({a, 4, off, n, used});
-      used += n;
-      a += static_cast<std::uint32_t>(4 * n);
-      off += 4 * n;
-    } else {
-      const unsigned size = ((a & 1) == 0 && left >= 2) ? 2 : 1;
-      queue_single_read(a, size, &raw[used]);
-      pieces.push_back({a, size, off, 1, used});
-      used += 1;
-      a += size;
-      off += size;
-    }
-  }
+  for_each_run(address, out.size(), true, [&](const Run& r) {
+    queue_reads(r.address, r.size, std::span(raw).subspan(used, r.count));
+    runs.push_back(r);
+    used += r.count;
+  });
   run(describe("read", address, out.size()));
-  for (const Piece& p : pieces) {
-    for (std::size_t k = 0; k < p.count; ++k) {
-      const std::uint32_t at = p.address + static_cast<std::uint32_t>(k * p.size);
-      const std::uint32_t v = raw[p.first + k] >> (8 * (at & 3));
-      for (unsigned b = 0; b < p.size; ++b)
-        out[p.offset + k * p.size + b] = static_cast<std::uint8_t>(v >> (8 * b));
+  used = 0;
+  for (const Run& r : runs) {
+    for (std::size_t k = 0; k < r.count; ++k, ++used) {
+      const std::uint32_t v =
+          from_lanes(r.address + static_cast<std::uint32_t>(k * r.size), raw[used]);
+      for (unsigned b = 0; b < r.size; ++b)
+        out[r.offset + k * r.size + b] = static_cast<std::uint8_t>(v >> (8 * b));
     }
   }
 }
@@ -232,83 +247,40 @@ void MemAp::read(std::uint32_t address, std::span<std::uint8_t> out) {
 void MemAp::write(std::uint32_t address, std::span<const std::uint8_t> data) {
   if (data.empty()) return;
   if (dap_.probe().native_memory() != nullptr) return native_write(address, data);
-  std::uint32_t a = address;
-  std::size_t off = 0;
-  while (off < data.size()) {
-    const std::size_t left = data.size() - off;
-    if ((a & 3) == 0 && left >= 4) {
-      const std::size_t room = (kIncrementBlock - a % kIncrementBlock) / 4;
-      const std::size_t n = std::min(left / 4, room);
-      auto& words = queued_data_.emplace_back(n);
-      for (std::size_t k = 0; k < n; ++k) {
-        const std::uint8_t* p = &data[off + 4 * k];
-        words[k] =
-            p[0] | std::uint32_t{p[1]} << 8 | std::uint32_t{p[2]} << 16 | std::uint32_t{p[3]} << 24;
-      }
-      queue_select(a, 4);
-      dap_.queue_memory_write(ap_, csw_, a, 4, words);
-      advance_tar(a, static_cast<std::uint32_t>(4 * n));
-      a += static_cast<std::uint32_t>(4 * n);
-      off += 4 * n;
-    } else if ((a & 1) == 0 && left >= 2) {
-      queue_single_write(a, 2, data[off] | std::uint32_t{data[off + 1]} << 8);
-      a += 2;
-      off += 2;
-    } else {
-      queue_single_write(a, 1, data[off]);
-      a += 1;
-      off += 1;
+  for_each_run(address, data.size(), true, [&](const Run& r) {
+    auto& lanes = queued_data_.emplace_back(r.count);
+    for (std::size_t k = 0; k < r.count; ++k) {
+      std::uint32_t value = 0;
+      for (unsigned b = 0; b < r.size; ++b)
+        value |= std::uint32_t{data[r.offset + k * r.size + b]} << (8 * b);
+      lanes[k] = to_lanes(r.address + static_cast<std::uint32_t>(k * r.size), value);
     }
-  }
+    queue_writes(r.address, r.size, lanes);
+  });
   run(describe("write", address, data.size()));
 }
 
 // The probe's own memory commands take the widest access the alignment allows, like the
-// TAR/DRW path; they move CSW and TAR behind our back, so the caches are dropped.
-void MemAp::native_read(std::uint32_t address, std::span<std::uint8_t> out) {
+// TAR/DRW path (the driver splits at its own limits); they move CSW and TAR behind our
+// back, so the caches are dropped.
+probe::NativeMemory& MemAp::begin_native() {
   if (!dap_.record_.empty()) run("queued memory access");
-  probe::NativeMemory& native = *dap_.probe().native_memory();
   forget_cache();
-  std::uint32_t a = address;
-  std::size_t off = 0;
-  while (off < out.size()) {
-    const std::size_t left = out.size() - off;
-    unsigned width = 8;
-    std::size_t n = 1;
-    if ((a & 3) == 0 && left >= 4) {
-      width = 32;
-      n = left & ~std::size_t{3};
-    } else if ((a & 1) == 0 && left >= 2) {
-      width = 16;
-      n = 2;
-    }
-    native.read(ap_, a, out.subspan(off, n), width);
-    a += static_cast<std::uint32_t>(n);
-    off += n;
-  }
+  return *dap_.probe().native_memory();
+}
+
+void MemAp::native_read(std::uint32_t address, std::span<std::uint8_t> out) {
+  probe::NativeMemory& native = begin_native();
+  for_each_run(address, out.size(), false, [&](const Run& r) {
+    native.read(ap_, r.address, out.subspan(r.offset, r.size * r.count), 8 * r.size);
+  });
 }
 
 void MemAp::native_write(std::uint32_t address, std::span<const std::uint8_t> data) {
-  if (!dap_.record_.empty()) run("queued memory access");
-  probe::NativeMemory& native = *dap_.probe().native_memory();
-  forget_cache();
-  std::uint32_t a = address;
-  std::size_t off = 0;
-  while (off < data.size()) {
-    const std::size_t left = data.size() - off;
-    unsigned width = 8;
-    std::size_t n = 1;
-    if ((a & 3) == 0 && left >= 4) {
-      width = 32;
-      n = left & ~std::size_t{3};
-    } else if ((a & 1) == 0 && left >= 2) {
-      width = 16;
-      n = 2;
-    }
-    native.write(ap_, a, data.subspan(off, n), width);
-    a += static_cast<std::uint32_t>(n);
-    off += n;
-  }
+  probe::NativeMemory& native = begin_native();
+  for_each_run(address, data.size(), false, [&](const Run& r) {
+    native.write(ap_, r.address, data.subspan(r.offset, r.size * r.count), 8 * r.size);
+  });
 }
 
 }  // namespace probefarm::protocol

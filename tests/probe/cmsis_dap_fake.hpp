@@ -12,25 +12,25 @@
 #include <string>
 #include <vector>
 
-#include "probe/usb.hpp"
+#include "fake_usb.hpp"
 
 namespace probefarm::probe::test {
 
-class FakeDap final : public UsbDevice {
+class FakeDap final : public FakeUsbDevice {
  public:
   // v1: a HID interface with interrupt endpoints and 64-byte reports; v2: bulk endpoints.
   // `out_endpoint` false: a HID interface with only its IN endpoint (output reports by
   // SET_REPORT on the control pipe).
   FakeDap(bool v1, std::uint16_t packet_size, std::uint8_t packet_count, bool out_endpoint = true)
-      : v1_(v1), packet_size_(packet_size), packet_count_(packet_count) {
-    UsbInterface itf;
-    itf.number = 0;
-    itf.interface_class = v1 ? 0x03 : 0xFF;
+      : FakeUsbDevice("1-2", "FAKE123"),
+        v1_(v1),
+        packet_size_(packet_size),
+        packet_count_(packet_count) {
     const std::uint8_t type = v1 ? 0x03 : 0x02;
     const std::uint16_t max = v1 ? 64 : 512;
-    itf.endpoints = {{0x01, type, max}, {0x81, type, max}};
-    if (!out_endpoint) itf.endpoints.erase(itf.endpoints.begin());
-    config_.interfaces.push_back(itf);
+    std::vector<UsbEndpoint> endpoints = {{0x01, type, max}, {0x81, type, max}};
+    if (!out_endpoint) endpoints.erase(endpoints.begin());
+    add_interface(v1 ? 0x03 : 0xFF, std::move(endpoints));
   }
 
   // --- what the tests look at and steer
@@ -63,14 +63,6 @@ class FakeDap final : public UsbDevice {
   }
 
   // --- UsbDevice
-  const UsbDeviceDescriptor& descriptor() const override { return descriptor_; }
-  const UsbConfiguration& configuration() const override { return config_; }
-  const std::string& path() const override { return path_; }
-  void set_label(std::string label) override { label_ = std::move(label); }
-  const std::string& label() const override { return label_; }
-  std::string read_string(std::uint8_t) override { return {}; }
-  std::vector<std::uint8_t> read_string_raw(std::uint8_t) override { return {}; }
-  void claim_interface(int) override {}
   std::vector<UsbControlSetup> set_reports;
   std::size_t control_transfer(const UsbControlSetup& setup, std::span<std::uint8_t> data,
                                std::chrono::milliseconds) override {
@@ -131,18 +123,22 @@ class FakeDap final : public UsbDevice {
     return n;
   }
 
-  static void u32(std::vector<std::uint8_t>& v, std::uint32_t x) {
-    for (int i = 0; i < 4; ++i)
-      v.push_back(static_cast<std::uint8_t>(x >> (8 * i)));
-  }
-  static std::uint32_t get32(std::span<const std::uint8_t> d, std::size_t at) {
-    return d[at] | d[at + 1] << 8 | d[at + 2] << 16 | static_cast<std::uint32_t>(d[at + 3]) << 24;
-  }
-
   std::uint8_t next_ack() {
     std::size_t n = swd_transfers++;
     if (fail_at && (n == *fail_at || (sticky && n > *fail_at))) return fail_ack;
     return 1;
+  }
+
+  // One SWD transfer: returns its ACK (1: OK); when OK, a read appends its data to `r`.
+  std::uint8_t swd(bool ap, bool read, std::uint8_t addr, std::uint32_t value,
+                   std::vector<std::uint8_t>& r) {
+    const std::uint8_t ack = next_ack();
+    if (ack != 1) return ack;
+    if (read)
+      append_le32(r, reg_read(ap, addr));
+    else
+      reg_write(ap, addr, value);
+    return ack;
   }
 
   std::uint32_t reg_read(bool ap, std::uint8_t addr) {
@@ -220,18 +216,14 @@ class FakeDap final : public UsbDevice {
       std::uint8_t addr = req & 0x0C;
       std::uint32_t v = 0;
       if (!rd) {
-        v = get32(d, pos);
+        v = le32(d, pos);
         pos += 4;
       }
-      std::uint8_t ack = next_ack();
+      const std::uint8_t ack = swd(ap, rd, addr, v, r);
       if (ack != 1) {
         r[2] = ack;
         break;
       }
-      if (rd)
-        u32(r, reg_read(ap, addr));
-      else
-        reg_write(ap, addr, v);
       ++done;
     }
     r[1] = static_cast<std::uint8_t>(done);
@@ -246,15 +238,11 @@ class FakeDap final : public UsbDevice {
     std::vector<std::uint8_t> r = {0x06, 0, 0, 1};
     std::size_t done = 0;
     for (std::size_t k = 0; k < count; ++k) {
-      std::uint8_t ack = next_ack();
+      const std::uint8_t ack = swd(ap, rd, addr, rd ? 0 : le32(d, 5 + 4 * k), r);
       if (ack != 1) {
         r[3] = ack;
         break;
       }
-      if (rd)
-        u32(r, reg_read(ap, addr));
-      else
-        reg_write(ap, addr, get32(d, 5 + 4 * k));
       ++done;
     }
     r[1] = static_cast<std::uint8_t>(done);
@@ -265,10 +253,6 @@ class FakeDap final : public UsbDevice {
   bool v1_;
   std::uint16_t packet_size_;
   std::uint8_t packet_count_;
-  UsbDeviceDescriptor descriptor_;
-  UsbConfiguration config_;
-  std::string path_ = "1-2";
-  std::string label_ = "FAKE123";
   std::uint32_t select_ = 0;
   std::deque<std::vector<std::uint8_t>> pending_;
 };

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "cmsis_dap_fake.hpp"
+#include "expect_error.hpp"
 #include "probe/cmsis_dap.hpp"
 #include "probe/cmsis_dap_packets.hpp"
 
@@ -18,16 +19,23 @@ struct Rig {
   std::unique_ptr<DapProbe> probe;
 };
 
-Rig make_rig(bool v1, std::uint16_t packet_size, std::uint8_t packet_count) {
-  auto dev = std::make_unique<FakeDap>(v1, packet_size, packet_count);
+// The driver on a fake probe, with what the driver sent while opening it still recorded.
+Rig open_rig(bool v1, std::uint16_t packet_size, std::uint8_t packet_count,
+             bool out_endpoint = true) {
+  auto dev = std::make_unique<FakeDap>(v1, packet_size, packet_count, out_endpoint);
   FakeDap* raw = dev.get();
   ProbeInfo info;
   info.kind = v1 ? ProbeKind::cmsis_dap_v1 : ProbeKind::cmsis_dap_v2;
   info.serial = "FAKE123";
-  auto probe = make_cmsis_dap(std::move(dev), info);
-  raw->writes.clear();
-  raw->max_in_flight = 0;
-  return {raw, std::move(probe)};
+  return {raw, make_cmsis_dap(std::move(dev), info)};
+}
+
+// The same, with the record starting after the opening DAP_Info exchange.
+Rig make_rig(bool v1, std::uint16_t packet_size, std::uint8_t packet_count) {
+  Rig rig = open_rig(v1, packet_size, packet_count);
+  rig.dap->writes.clear();
+  rig.dap->max_in_flight = 0;
+  return rig;
 }
 
 Bytes le32(std::uint32_t v) {
@@ -42,26 +50,12 @@ Bytes cat(std::initializer_list<Bytes> parts) {
   return out;
 }
 
-template <typename F>
-Error expect_error(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no Error thrown";
-  return Error(ErrorCategory::internal, "none");
-}
-
 TEST(CmsisDapDriver, FactoryReadsDapInfo) {
-  auto dev = std::make_unique<FakeDap>(false, 512, 4);
-  FakeDap* raw = dev.get();
-  ProbeInfo info;
-  info.kind = ProbeKind::cmsis_dap_v2;
-  auto probe = make_cmsis_dap(std::move(dev), info);
+  auto [dap, probe] = open_rig(false, 512, 4);
   EXPECT_EQ(probe->info().firmware_version, "2.3.4 (CMSIS-DAP 2.1.0)");
   // Capabilities, packet size, packet count, firmware and protocol versions: DAP_Info only.
-  for (const auto& w : raw->writes) {
+  ASSERT_FALSE(dap->writes.empty());
+  for (const auto& w : dap->writes) {
     ASSERT_EQ(w.size(), 2u);
     EXPECT_EQ(w[0], 0x00);
   }
@@ -373,11 +367,7 @@ TEST(CmsisDapDriver, SpeedAndResetPins) {
 }
 
 TEST(CmsisDapDriver, HidWithoutOutEndpointUsesSetReport) {
-  auto dev = std::make_unique<FakeDap>(true, 64, 4, false);
-  FakeDap* dap = dev.get();
-  ProbeInfo info;
-  info.kind = ProbeKind::cmsis_dap_v1;
-  auto probe = make_cmsis_dap(std::move(dev), info);
+  auto [dap, probe] = open_rig(true, 64, 4, false);
   EXPECT_EQ(probe->connect(), dap->dpidr);
   EXPECT_EQ(dap->set_reports.size(), dap->writes.size());
   EXPECT_EQ(dap->set_reports.back().index, 0);  // the interface

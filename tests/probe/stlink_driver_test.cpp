@@ -4,6 +4,8 @@
 
 #include <numeric>
 
+#include "expect_error.hpp"
+#include "probe/bytes.hpp"
 #include "stlink_fake.hpp"
 
 namespace probefarm::probe::test {
@@ -24,18 +26,19 @@ std::shared_ptr<FakeStLinkState> v3() {
   return s;
 }
 
-Error expect_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no Error thrown";
-  return Error(ErrorCategory::internal, "none");
+// A driver on `s`, with the record of commands starting after it opened the probe.
+std::unique_ptr<DapProbe> opened(const std::shared_ptr<FakeStLinkState>& s) {
+  auto probe = make_fake_stlink(s);
+  s->cdbs.clear();
+  return probe;
 }
 
-bool contains(std::string_view s, std::string_view part) {
-  return s.find(part) != std::string_view::npos;
+// The same, connected, with the record starting after connect().
+std::unique_ptr<DapProbe> connected(const std::shared_ptr<FakeStLinkState>& s) {
+  auto probe = make_fake_stlink(s);
+  probe->connect();
+  s->cdbs.clear();
+  return probe;
 }
 
 TEST(StLinkDriver, OpenReadsVersionAndUsesTheConfiguredEndpoints) {
@@ -95,8 +98,7 @@ TEST(StLinkDriver, MissingEndpointsAreAProbeError) {
 
 TEST(StLinkDriver, ConnectEntersSwdAndReadsDpidr) {
   auto s = v2();
-  auto probe = make_fake_stlink(s);
-  s->cdbs.clear();
+  auto probe = opened(s);
   EXPECT_EQ(probe->connect(), 0x1BA01477u);
   ASSERT_EQ(s->cdbs.size(), 2u);
   EXPECT_EQ(s->cdbs[0], stc::cdb_enter_swd());
@@ -130,8 +132,7 @@ TEST(StLinkDriver, TooOldFirmwareIsRefusedWithTheMinimum) {
 TEST(StLinkDriver, FeatureMinimumsPerFirmware) {
   auto s = v2();
   s->jtag = 25;
-  auto probe = make_fake_stlink(s);
-  probe->connect();
+  auto probe = connected(s);
   std::vector<std::uint8_t> buf(4);
   Error e16 = expect_error([&] { probe->native_memory()->read(0, 0x20000000, buf, 16); });
   EXPECT_TRUE(contains(e16.message(), "V2J26")) << e16.message();
@@ -147,18 +148,15 @@ TEST(StLinkDriver, FeatureMinimumsPerFirmware) {
 
   auto old_v3 = v3();
   old_v3->jtag = 1;
-  auto p3 = make_fake_stlink(old_v3);
-  p3->connect();
+  auto p3 = connected(old_v3);
   Error e3 = expect_error([&] { p3->queue_dp_read(0x4, &v, 1); });
   EXPECT_TRUE(contains(e3.message(), "V3J2")) << e3.message();
 }
 
 TEST(StLinkDriver, RegisterOpsUseTheDapCommands) {
   auto s = v2();
-  auto probe = make_fake_stlink(s);
-  probe->connect();
+  auto probe = connected(s);
   s->regs[1u << 16 | 0xFC] = 0x24770011;
-  s->cdbs.clear();
   std::uint32_t idr = 0, ctrl = 0;
   probe->queue_dp_write(kDpCtrlStat, 0x50000000);
   probe->queue_dp_read(kDpCtrlStat, &ctrl);
@@ -187,11 +185,9 @@ TEST(StLinkDriver, RegisterOpsUseTheDapCommands) {
 
 TEST(StLinkDriver, WaitIsRetriedThenSucceeds) {
   auto s = v2();
-  auto probe = make_fake_stlink(s);
-  probe->connect();
+  auto probe = connected(s);
   s->regs[0u << 16 | 0x0C] = 0x12345678;
   s->dap_status = {stc::kApWait, stc::kDpWait};
-  s->cdbs.clear();
   std::uint32_t v = 0;
   probe->queue_ap_read(0, 0x0C, &v);
   DapFlushResult r = probe->flush();
@@ -203,15 +199,13 @@ TEST(StLinkDriver, WaitIsRetriedThenSucceeds) {
 
 TEST(StLinkDriver, EndlessWaitEndsAsWaitWithinTheBudget) {
   auto s = v2();
-  auto probe = make_fake_stlink(s);
-  probe->connect();
+  auto probe = connected(s);
   std::uint32_t a = 0, b = 0;
   probe->queue_dp_read(kDpCtrlStat, &a);
   probe->queue_ap_read(0, 0x0C, &b);
   probe->queue_ap_read(0, 0x0C, &b);
   s->dap_status = {stc::kOk};
   s->dap_status.insert(s->dap_status.end(), 1000, stc::kApWait);
-  s->cdbs.clear();
   DapFlushResult r = probe->flush();
   EXPECT_EQ(r.ack, DapAck::wait);
   EXPECT_EQ(r.completed, 1u);
@@ -223,15 +217,13 @@ TEST(StLinkDriver, EndlessWaitEndsAsWaitWithinTheBudget) {
 
 TEST(StLinkDriver, FaultStopsTheQueueWithAnExactCount) {
   auto s = v2();
-  auto probe = make_fake_stlink(s);
-  probe->connect();
+  auto probe = connected(s);
   std::vector<std::uint32_t> block(5);
   probe->queue_ap_write(0, 0x04, 0x20000000);
   probe->queue_ap_read_block(0, 0x0C, block);
   probe->queue_ap_write(0, 0x04, 0x20000100);
   // TAR write, two DRW reads, then FAULT on the third.
   s->dap_status = {stc::kOk, stc::kOk, stc::kOk, stc::kApFault};
-  s->cdbs.clear();
   DapFlushResult r = probe->flush();
   EXPECT_EQ(r.ack, DapAck::fault);
   EXPECT_EQ(r.completed, 3u);
@@ -253,8 +245,7 @@ TEST(StLinkDriver, StatusMapping) {
   };
   for (auto [status, ack] : cases) {
     auto s = v2();
-    auto probe = make_fake_stlink(s);
-    probe->connect();
+    auto probe = connected(s);
     std::uint32_t v = 0;
     probe->queue_dp_read(kDpRdbuff, &v);
     s->dap_status = {status};
@@ -264,8 +255,7 @@ TEST(StLinkDriver, StatusMapping) {
   }
   // A command the firmware refuses is the probe's failure, not the target's.
   auto s = v2();
-  auto probe = make_fake_stlink(s);
-  probe->connect();
+  auto probe = connected(s);
   probe->queue_dp_write(kDpAbort, 0x1E);
   s->dap_status = {stc::kCmdError};
   Error e = expect_error([&] { probe->flush(); });
@@ -282,8 +272,7 @@ TEST(StLinkDriver, FlushBeforeConnectIsAUsageError) {
 
 TEST(StLinkDriver, SpeedV2UsesTheDivisorTable) {
   auto s = v2();
-  auto probe = make_fake_stlink(s);
-  s->cdbs.clear();
+  auto probe = opened(s);
   EXPECT_EQ(probe->set_speed_khz(2000), 1800u);
   ASSERT_EQ(s->cdbs.size(), 1u);
   EXPECT_EQ(s->cdbs[0], stc::cdb_swd_set_freq(1));
@@ -293,8 +282,7 @@ TEST(StLinkDriver, SpeedV2UsesTheDivisorTable) {
 
 TEST(StLinkDriver, SpeedV3PicksFromTheProbesList) {
   auto s = v3();
-  auto probe = make_fake_stlink(s);
-  s->cdbs.clear();
+  auto probe = opened(s);
   EXPECT_EQ(probe->set_speed_khz(2000), 1000u);
   ASSERT_EQ(s->cdbs.size(), 2u);
   EXPECT_EQ(s->cdbs[0], stc::cdb_get_com_freq());
@@ -306,8 +294,7 @@ TEST(StLinkDriver, SpeedV3PicksFromTheProbesList) {
 
 TEST(StLinkDriver, NrstAndVoltage) {
   auto s = v2();
-  auto probe = make_fake_stlink(s);
-  s->cdbs.clear();
+  auto probe = opened(s);
   probe->set_nrst(true);
   probe->set_nrst(false);
   ASSERT_EQ(s->cdbs.size(), 2u);
@@ -320,8 +307,7 @@ TEST(StLinkDriver, NrstAndVoltage) {
 
 TEST(StLinkDriver, DisconnectExitsOnce) {
   auto s = v2();
-  auto probe = make_fake_stlink(s);
-  probe->connect();
+  auto probe = connected(s);
   probe->disconnect();
   probe->disconnect();
   EXPECT_EQ(s->debug_count(stc::kExit), 1u);
@@ -329,19 +315,17 @@ TEST(StLinkDriver, DisconnectExitsOnce) {
 
 TEST(StLinkDriver, NativeMemorySplitsAtKiBBoundariesAndChecksStatus) {
   auto s = v2();
-  auto probe = make_fake_stlink(s);
-  probe->connect();
+  auto probe = connected(s);
   NativeMemory* mem = probe->native_memory();
   ASSERT_NE(mem, nullptr);
   std::vector<std::uint8_t> data(3000);
   std::iota(data.begin(), data.end(), std::uint8_t{7});
-  s->cdbs.clear();
   mem->write(0, 0x200003F0, data, 32);
   // 16 bytes up to 0x20000400, then 1024, 1024 and the remaining 936.
   std::vector<std::pair<std::uint32_t, std::size_t>> chunks;
   for (const auto& c : s->cdbs) {
     if (c[1] != stc::kWriteMem32) continue;
-    chunks.emplace_back(stc::get32(c, 2), c[6] | c[7] << 8);
+    chunks.emplace_back(load_le32(c, 2), load_le16(c, 6));
   }
   const std::vector<std::pair<std::uint32_t, std::size_t>> want = {
       {0x200003F0, 16}, {0x20000400, 1024}, {0x20000800, 1024}, {0x20000C00, 936}};
@@ -355,10 +339,8 @@ TEST(StLinkDriver, NativeMemorySplitsAtKiBBoundariesAndChecksStatus) {
 TEST(StLinkDriver, NativeMemoryEightBitLimits) {
   for (bool is_v3 : {false, true}) {
     auto s = is_v3 ? v3() : v2();
-    auto probe = make_fake_stlink(s);
-    probe->connect();
+    auto probe = connected(s);
     std::vector<std::uint8_t> buf(1024);
-    s->cdbs.clear();
     probe->native_memory()->read(0, 0x20000000, buf, 8);
     const std::size_t limit = is_v3 ? 512 : 64;
     EXPECT_EQ(s->debug_count(stc::kReadMem8), 1024 / limit);
@@ -371,8 +353,7 @@ TEST(StLinkDriver, NativeMemoryEightBitLimits) {
   // One byte comes back padded to two; only one lands in the caller's buffer.
   auto s = v2();
   s->mem[5] = 0xAB;
-  auto probe = make_fake_stlink(s);
-  probe->connect();
+  auto probe = connected(s);
   std::uint8_t one[2] = {0, 0x5A};
   probe->native_memory()->read(0, 0x20000005, std::span(one, 1), 8);
   EXPECT_EQ(one[0], 0xAB);
@@ -381,12 +362,10 @@ TEST(StLinkDriver, NativeMemoryEightBitLimits) {
 
 TEST(StLinkDriver, NativeMemoryFaultNamesTheAddress) {
   auto s = v2();
-  auto probe = make_fake_stlink(s);
-  probe->connect();
+  auto probe = connected(s);
   std::vector<std::uint8_t> buf(2048);
   s->rw_status = {stc::kOk, stc::kApFault};
   s->rw_fault_address = 0x20000410;
-  s->cdbs.clear();
   Error e = expect_error([&] { probe->native_memory()->read(0, 0x20000000, buf, 32); });
   EXPECT_EQ(e.category(), ErrorCategory::target_not_responding);
   EXPECT_TRUE(contains(e.message(), "0x20000410")) << e.message();
@@ -398,8 +377,7 @@ TEST(StLinkDriver, NativeMemoryFaultNamesTheAddress) {
 
 TEST(StLinkDriver, NativeMemoryRetriesWait) {
   auto s = v2();
-  auto probe = make_fake_stlink(s);
-  probe->connect();
+  auto probe = connected(s);
   std::vector<std::uint8_t> data(8, 0xEE);
   s->rw_status = {stc::kApWait};
   probe->native_memory()->write(0, 0x20000010, data, 16);
@@ -412,8 +390,7 @@ TEST(StLinkDriver, NativeMemoryRetriesWait) {
 }
 
 TEST(StLinkDriver, NativeMemoryRejectsMisalignedRequests) {
-  auto probe = make_fake_stlink(v2());
-  probe->connect();
+  auto probe = connected(v2());
   std::vector<std::uint8_t> buf(6);
   EXPECT_EQ(expect_error([&] { probe->native_memory()->read(0, 0x20000002, buf, 32); }).category(),
             ErrorCategory::usage);
@@ -423,8 +400,7 @@ TEST(StLinkDriver, NativeMemoryRejectsMisalignedRequests) {
 
 TEST(StLinkDriver, UnplugSurfacesUnchanged) {
   auto s = v2();
-  auto probe = make_fake_stlink(s);
-  probe->connect();
+  auto probe = connected(s);
   s->unplugged = true;
   std::uint32_t v = 0;
   probe->queue_dp_read(kDpCtrlStat, &v);

@@ -10,9 +10,9 @@
 #include <span>
 #include <vector>
 
+#include "fake_usb.hpp"
 #include "probe/stlink.hpp"
 #include "probe/stlink_commands.hpp"
-#include "probe/usb.hpp"
 
 namespace probefarm::probe::test {
 
@@ -52,38 +52,14 @@ struct FakeStLinkState {
   std::size_t debug_count(std::uint8_t sub) const { return count(stc::kDebugCommand, sub); }
 };
 
-class FakeStLinkDevice final : public UsbDevice {
+class FakeStLinkDevice final : public FakeUsbDevice {
  public:
-  explicit FakeStLinkDevice(std::shared_ptr<FakeStLinkState> s) : s_(std::move(s)) {
-    desc_.vid = 0x0483;
-    desc_.pid = s_->pid;
-    UsbInterface itf;
-    itf.number = 0;
-    itf.interface_class = 0xFF;
+  explicit FakeStLinkDevice(std::shared_ptr<FakeStLinkState> s)
+      : FakeUsbDevice("1-1", "FAKE"), s_(std::move(s)) {
+    descriptor_.vid = 0x0483;
+    descriptor_.pid = s_->pid;
     const std::uint8_t trace = s_->out_ep == 0x02 ? 0x83 : 0x82;
-    itf.endpoints = {{0x81, 2, 64}, {s_->out_ep, 2, 64}, {trace, 2, 64}};
-    config_.interfaces.push_back(itf);
-  }
-
-  const UsbDeviceDescriptor& descriptor() const override { return desc_; }
-  const UsbConfiguration& configuration() const override { return config_; }
-  const std::string& path() const override { return path_; }
-  void set_label(std::string label) override { label_ = std::move(label); }
-  const std::string& label() const override { return label_; }
-  std::string read_string(std::uint8_t) override { return {}; }
-  std::vector<std::uint8_t> read_string_raw(std::uint8_t) override { return {}; }
-  void claim_interface(int) override {}
-  std::size_t control_transfer(const UsbControlSetup&, std::span<std::uint8_t>,
-                               std::chrono::milliseconds) override {
-    throw Error(ErrorCategory::probe_io, "no control requests");
-  }
-  std::size_t interrupt_write(std::uint8_t, std::span<const std::uint8_t>,
-                              std::chrono::milliseconds) override {
-    throw Error(ErrorCategory::probe_io, "no interrupt endpoints");
-  }
-  std::size_t interrupt_read(std::uint8_t, std::span<std::uint8_t>,
-                             std::chrono::milliseconds) override {
-    throw Error(ErrorCategory::probe_io, "no interrupt endpoints");
+    add_interface(0xFF, {{0x81, 2, 64}, {s_->out_ep, 2, 64}, {trace, 2, 64}});
   }
 
   std::size_t bulk_write(std::uint8_t ep, std::span<const std::uint8_t> data,
@@ -124,17 +100,6 @@ class FakeStLinkDevice final : public UsbDevice {
     if (s_->unplugged) throw Error(ErrorCategory::probe_io, "probe FAKE was unplugged");
   }
 
-  static void put32(Bytes& b, std::size_t at, std::uint32_t v) {
-    for (int i = 0; i < 4; ++i)
-      b[at + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(v >> (8 * i));
-  }
-  static std::uint16_t u16(const stc::Cdb& c, std::size_t at) {
-    return static_cast<std::uint16_t>(c[at] | c[at + 1] << 8);
-  }
-  static std::uint32_t u32(const stc::Cdb& c, std::size_t at) {
-    return u16(c, at) | static_cast<std::uint32_t>(u16(c, at + 2)) << 16;
-  }
-
   std::uint8_t next(std::deque<std::uint8_t>& q) {
     if (q.empty()) return stc::kOk;
     const std::uint8_t s = q.front();
@@ -159,7 +124,7 @@ class FakeStLinkDevice final : public UsbDevice {
         r[2] = static_cast<std::uint8_t>(s_->jtag);
         r[3] = static_cast<std::uint8_t>(s_->msd);
         r[4] = static_cast<std::uint8_t>(s_->bridge);
-        put32(r, 8, 0x0483u | std::uint32_t{s_->pid} << 16);
+        put_le32(r, 8, 0x0483u | std::uint32_t{s_->pid} << 16);
         answers_.push_back(r);
         return;
       }
@@ -171,8 +136,8 @@ class FakeStLinkDevice final : public UsbDevice {
         return;
       case stc::kGetTargetVoltage: {
         Bytes r(8, 0);
-        put32(r, 0, s_->adc0);
-        put32(r, 4, s_->adc1);
+        put_le32(r, 0, s_->adc0);
+        put_le32(r, 4, s_->adc1);
         answers_.push_back(r);
         return;
       }
@@ -196,29 +161,29 @@ class FakeStLinkDevice final : public UsbDevice {
       case stc::kReadDapReg: {
         Bytes r(8, 0);
         r[0] = next(s_->dap_status);
-        const std::uint32_t key = std::uint32_t{u16(c, 2)} << 16 | u16(c, 4);
-        if (r[0] == stc::kOk) put32(r, 4, key == (0xFFFFu << 16) ? s_->dpidr : s_->regs[key]);
+        const std::uint32_t key = std::uint32_t{le16(c, 2)} << 16 | le16(c, 4);
+        if (r[0] == stc::kOk) put_le32(r, 4, key == (0xFFFFu << 16) ? s_->dpidr : s_->regs[key]);
         answers_.push_back(r);
         return;
       }
       case stc::kWriteDapReg: {
         const std::uint8_t st = next(s_->dap_status);
-        if (st == stc::kOk) s_->regs[std::uint32_t{u16(c, 2)} << 16 | u16(c, 4)] = u32(c, 6);
+        if (st == stc::kOk) s_->regs[std::uint32_t{le16(c, 2)} << 16 | le16(c, 4)] = le32(c, 6);
         answers_.push_back({st, 0});
         return;
       }
       case stc::kGetLastRwStatus2: {
         Bytes r(12, 0);
         r[0] = last_rw_;
-        put32(r, 4, last_rw_ == stc::kOk ? 0 : s_->rw_fault_address);
+        put_le32(r, 4, last_rw_ == stc::kOk ? 0 : s_->rw_fault_address);
         answers_.push_back(r);
         return;
       }
       case stc::kReadMem8:
       case stc::kReadMem16:
       case stc::kReadMem32: {
-        const std::uint32_t addr = u32(c, 2);
-        const std::size_t len = u16(c, 6);
+        const std::uint32_t addr = le32(c, 2);
+        const std::size_t len = le16(c, 6);
         last_rw_ = next(s_->rw_status);
         Bytes r(std::max<std::size_t>(len, c[1] == stc::kReadMem8 ? 2 : 0), 0);
         for (std::size_t i = 0; i < len && last_rw_ == stc::kOk; ++i)
@@ -230,21 +195,21 @@ class FakeStLinkDevice final : public UsbDevice {
       case stc::kWriteMem16:
       case stc::kWriteMem32:
         pending_ = c;
-        data_needed_ = u16(c, 6);
+        data_needed_ = le16(c, 6);
         return;
       case stc::kGetComFreq: {
         Bytes r(stc::kGetComFreqSize, 0);
         r[0] = stc::kOk;
         r[8] = static_cast<std::uint8_t>(s_->com_freqs.size());
         for (std::size_t i = 0; i < s_->com_freqs.size(); ++i)
-          put32(r, 12 + 4 * i, s_->com_freqs[i]);
+          put_le32(r, 12 + 4 * i, s_->com_freqs[i]);
         answers_.push_back(r);
         return;
       }
       case stc::kSetComFreq: {
         Bytes r(8, 0);
         r[0] = stc::kOk;
-        put32(r, 4, u32(c, 4));
+        put_le32(r, 4, le32(c, 4));
         answers_.push_back(r);
         return;
       }
@@ -259,7 +224,7 @@ class FakeStLinkDevice final : public UsbDevice {
   }
 
   void finish_write() {
-    const std::uint32_t addr = u32(pending_, 2);
+    const std::uint32_t addr = le32(pending_, 2);
     last_rw_ = next(s_->rw_status);
     if (last_rw_ != stc::kOk) return;
     // The driver sends a data phase as one transfer.
@@ -270,10 +235,6 @@ class FakeStLinkDevice final : public UsbDevice {
   }
 
   std::shared_ptr<FakeStLinkState> s_;
-  UsbDeviceDescriptor desc_;
-  UsbConfiguration config_;
-  std::string path_ = "1-1";
-  std::string label_ = "FAKE";
   std::deque<Bytes> answers_;
   stc::Cdb pending_{};
   std::size_t data_needed_ = 0;

@@ -4,6 +4,7 @@
 
 #include <numeric>
 
+#include "expect_error.hpp"
 #include "probe/stlink.hpp"
 #include "sim_fixture.hpp"
 
@@ -123,19 +124,19 @@ TEST_F(StLinkSimTest, V3OnF746) {
 }
 
 TEST_F(StLinkSimTest, SpeedOnV2AndV3) {
-  auto p2 = open(kV2);
-  EXPECT_EQ(p2->set_speed_khz(2000), 1800u);
-  EXPECT_EQ(p2->set_speed_khz(100000), 4000u);
-  EXPECT_EQ(p2->set_speed_khz(1), 5u);
-  EXPECT_EQ(p2->set_speed_khz(4000), 4000u);
-  EXPECT_EQ(p2->connect(), kV2.dpidr);
-
-  auto p3 = open(kV3);
-  EXPECT_EQ(p3->set_speed_khz(2000), 1000u);
-  EXPECT_EQ(p3->set_speed_khz(30000), 24000u);
-  EXPECT_EQ(p3->set_speed_khz(1), 5u);
-  EXPECT_EQ(p3->set_speed_khz(8000), 8000u);
-  EXPECT_EQ(p3->connect(), kV3.dpidr);
+  // (asked, got): the V2's divisor table, the V3's GET_COM_FREQ list; each probe then
+  // connects at the clock set last.
+  using Speeds = std::vector<std::pair<std::uint32_t, std::uint32_t>>;
+  auto check_speeds = [&](const Expected& e, const Speeds& speeds) {
+    SCOPED_TRACE(e.kind);
+    auto probe = open(e);
+    for (auto [asked, got] : speeds)
+      EXPECT_EQ(probe->set_speed_khz(asked), got) << asked << " kHz";
+    EXPECT_EQ(probe->connect(), e.dpidr);
+    return probe;
+  };
+  check_speeds(kV2, {{2000, 1800}, {100000, 4000}, {1, 5}, {4000, 4000}});
+  auto p3 = check_speeds(kV3, {{2000, 1000}, {30000, 24000}, {1, 5}, {8000, 8000}});
   std::vector<std::uint8_t> data(1024, 0x5C), back(1024);
   p3->native_memory()->write(0, kSram, data, 32);
   p3->native_memory()->read(0, kSram, back, 32);
@@ -176,13 +177,9 @@ TEST_F(StLinkSimTest, WaitIsRetriedAndFaultIsReported) {
 
   // An unmapped address: the AHB answers ERROR, the MEM-AP FAULT.
   std::vector<std::uint8_t> buf(64);
-  try {
-    probe->native_memory()->read(0, 0x30000000, buf, 32);
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.category(), ErrorCategory::target_not_responding);
-    EXPECT_NE(e.message().find("0x30000000"), std::string::npos) << e.message();
-  }
+  Error e = expect_error([&] { probe->native_memory()->read(0, 0x30000000, buf, 32); });
+  EXPECT_EQ(e.category(), ErrorCategory::target_not_responding);
+  EXPECT_TRUE(contains(e.message(), "0x30000000")) << e.message();
   // The driver cleared the sticky flags: memory works again.
   EXPECT_EQ(read_word(*probe, 0xE0042000) & 0xFFF, 0x413u);  // DBGMCU_IDCODE DEV_ID, RM0090
 
@@ -211,21 +208,12 @@ TEST_F(StLinkSimTest, UnplugIsAProbeError) {
   probe->connect();
   ASSERT_EQ(ctl({"unplug", serials_[kV3.kind]}), 0);
   std::vector<std::uint8_t> buf(16);
-  try {
-    probe->native_memory()->read(0, kSram, buf, 32);
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.category(), ErrorCategory::probe_io);
-    EXPECT_NE(e.message().find("unplugged"), std::string::npos) << e.message();
-  }
+  Error e = expect_error([&] { probe->native_memory()->read(0, kSram, buf, 32); });
+  EXPECT_EQ(e.category(), ErrorCategory::probe_io);
+  EXPECT_TRUE(contains(e.message(), "unplugged")) << e.message();
   std::uint32_t v = 0;
   probe->queue_dp_read(kDpCtrlStat, &v);
-  try {
-    probe->flush();
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.category(), ErrorCategory::probe_io);
-  }
+  EXPECT_EQ(expect_error([&] { probe->flush(); }).category(), ErrorCategory::probe_io);
   probe.reset();  // the destructor's EXIT fails quietly
 }
 
