@@ -16,6 +16,7 @@
 #include "flash/image.hpp"
 #include "flash/programmer.hpp"
 #include "flash/target.hpp"
+#include "probe/bytes.hpp"
 #include "probe/dap_probe.hpp"
 #include "probe/discovery.hpp"
 #include "probe/hotplug.hpp"
@@ -29,13 +30,9 @@ using Clock = std::chrono::steady_clock;
 
 constexpr std::uint32_t kDefaultSpeedKhz = 4000;
 
-std::string hex32(std::uint32_t v) {
-  char s[16];
-  std::snprintf(s, sizeof(s), "0x%08X", v);
-  return s;
+void print_json(const json& j) {
+  std::cout << j.dump(2) << std::endl;
 }
-
-void print_json(const json& j) { std::cout << j.dump(2) << std::endl; }
 
 // Messages for a person go to stderr so that stdout stays parseable (--json, `read -`).
 template <typename... Args>
@@ -179,12 +176,13 @@ int cmd_info(const Options& o) {
               pi.product.c_str(), pi.firmware_version.c_str());
   std::printf("clock     %u kHz\n", s.target->speed_khz());
   if (mv >= 0) std::printf("target    %.2f V\n", mv / 1000.0);
-  std::printf("DPIDR     %s\n", hex32(s.target->dap().dpidr()).c_str());
+  std::printf("DPIDR     %s\n", probe::hex32(s.target->dap().dpidr()).c_str());
   std::printf("core      %s\n", c.core.c_str());
   std::printf("chip      %s (DEV_ID 0x%03X, REV_ID 0x%04X)\n", c.name.c_str(), c.dev_id, c.rev_id);
   std::printf("flash     %s at %s, %zu sectors\n", format_bytes(c.flash_size).c_str(),
-              hex32(c.flash_base).c_str(), c.sectors.size());
-  std::printf("ram       %s at %s\n", format_bytes(c.ram_size).c_str(), hex32(c.ram_base).c_str());
+              probe::hex32(c.flash_base).c_str(), c.sectors.size());
+  std::printf("ram       %s at %s\n", format_bytes(c.ram_size).c_str(),
+              probe::hex32(c.ram_base).c_str());
   return 0;
 }
 
@@ -213,21 +211,22 @@ int cmd_flash(const Options& o) {
   fo.supply_mv = o.supply_mv;
   ProgressBar bar(o.progress && !o.json);
   const auto start = Clock::now();
-  flash::FlashReport r =
-      flash::Programmer(*s.target, [&](const flash::Progress& p) { bar.update(p); })
-          .flash(image, fo);
+  flash::FlashReport r = flash::Programmer(*s.target, [&](const flash::Progress& p) {
+                           bar.update(p);
+                         }).flash(image, fo);
   bar.finish();
   const double elapsed = seconds_since(start);
   if (o.reset_after) s.target->core().reset(protocol::ResetKind::sysresetreq, false);
 
-  const char* verified = !r.verified ? "not verified (--no-verify)"
+  const char* verified = !r.verified  ? "not verified (--no-verify)"
                          : o.readback ? "verified by read-back"
                                       : "verified (CRC-32 on target)";
   if (o.json) {
     print_json({{"ok", true},
-                {"image", {{"name", image.name},
-                           {"format", flash::format_name(image.format)},
-                           {"bytes", image_bytes(image)}}},
+                {"image",
+                 {{"name", image.name},
+                  {"format", flash::format_name(image.format)},
+                  {"bytes", image_bytes(image)}}},
                 {"probe", s.info.serial},
                 {"chip", chip_json(s)},
                 {"mass_erase", r.plan.mass_erase},
@@ -257,12 +256,16 @@ int cmd_verify(const Options& o) {
   Session s = attach(o, true);
   flash::check_fits(image, s.target->chip().memory(), s.target->chip().flash_size);
   ProgressBar bar(o.progress && !o.json);
-  flash::Programmer(*s.target, [&](const flash::Progress& p) { bar.update(p); })
-      .verify(image, o.readback);
+  flash::Programmer(*s.target, [&](const flash::Progress& p) {
+    bar.update(p);
+  }).verify(image, o.readback);
   bar.finish();
   if (o.json) {
-    print_json({{"ok", true}, {"image", image.name}, {"bytes", image_bytes(image)},
-                {"readback", o.readback}, {"probe", s.info.serial}});
+    print_json({{"ok", true},
+                {"image", image.name},
+                {"bytes", image_bytes(image)},
+                {"readback", o.readback},
+                {"probe", s.info.serial}});
   } else {
     std::printf("%s matches flash on %s (%s, %s)\n", image.name.c_str(), s.info.serial.c_str(),
                 format_bytes(image_bytes(image)).c_str(),
@@ -278,8 +281,9 @@ int cmd_read(const Options& o) {
   Session s = attach(o, false);
   std::vector<std::uint8_t> data(o.region_size);
   ProgressBar bar(o.progress && !o.json);
-  flash::Programmer(*s.target, [&](const flash::Progress& p) { bar.update(p); })
-      .read(o.region_address, data);
+  flash::Programmer(*s.target, [&](const flash::Progress& p) {
+    bar.update(p);
+  }).read(o.region_address, data);
   bar.finish();
   // Written beside the target and renamed, so an interrupted read never leaves a short file
   // under the name the user asked for.
@@ -294,11 +298,13 @@ int cmd_read(const Options& o) {
   }
   std::filesystem::rename(tmp, out);
   if (o.json)
-    print_json({{"ok", true}, {"address", o.region_address}, {"size", o.region_size},
+    print_json({{"ok", true},
+                {"address", o.region_address},
+                {"size", o.region_size},
                 {"file", o.out_path}});
   else
     std::printf("read %s from %s into %s\n", format_bytes(o.region_size).c_str(),
-                hex32(o.region_address).c_str(), o.out_path.c_str());
+                probe::hex32(o.region_address).c_str(), o.out_path.c_str());
   return 0;
 }
 
@@ -313,28 +319,32 @@ int cmd_erase(const Options& o) {
   bar.finish();
   if (o.reset_after) s.target->core().reset(protocol::ResetKind::sysresetreq, false);
   if (o.json)
-    print_json({{"ok", true}, {"all", o.erase_all}, {"address", o.region_address},
+    print_json({{"ok", true},
+                {"all", o.erase_all},
+                {"address", o.region_address},
                 {"size", o.region_size}});
   else if (o.erase_all)
     std::printf("mass erase of %s done\n", s.target->chip().name.c_str());
   else
     std::printf("erased %s at %s\n", format_bytes(o.region_size).c_str(),
-                hex32(o.region_address).c_str());
+                probe::hex32(o.region_address).c_str());
   return 0;
 }
 
 int cmd_reset(const Options& o) {
   Session s = attach(o, false);
-  auto kind = o.reset_kind == "vectreset" ? protocol::ResetKind::vectreset
+  auto kind = o.reset_kind == "vectreset"  ? protocol::ResetKind::vectreset
               : o.reset_kind == "hardware" ? protocol::ResetKind::hardware
                                            : protocol::ResetKind::sysresetreq;
   s.target->core().reset(kind, o.halt);
   std::uint32_t pc = o.halt ? s.target->core().read_register(protocol::CoreRegister::pc) : 0;
   if (o.json)
-    print_json({{"ok", true}, {"kind", o.reset_kind}, {"halted", o.halt},
+    print_json({{"ok", true},
+                {"kind", o.reset_kind},
+                {"halted", o.halt},
                 {"pc", o.halt ? json(pc) : json(nullptr)}});
   else if (o.halt)
-    std::printf("reset (%s), halted at %s\n", o.reset_kind.c_str(), hex32(pc).c_str());
+    std::printf("reset (%s), halted at %s\n", o.reset_kind.c_str(), probe::hex32(pc).c_str());
   else
     std::printf("reset (%s), running\n", o.reset_kind.c_str());
   return 0;

@@ -13,9 +13,9 @@ namespace {
 }
 
 const std::map<std::string, Command> kCommands = {
-    {"list", Command::list},     {"info", Command::info},   {"flash", Command::flash},
-    {"verify", Command::verify}, {"read", Command::read},   {"erase", Command::erase},
-    {"reset", Command::reset},   {"help", Command::help},   {"version", Command::version},
+    {"list", Command::list},     {"info", Command::info}, {"flash", Command::flash},
+    {"verify", Command::verify}, {"read", Command::read}, {"erase", Command::erase},
+    {"reset", Command::reset},   {"help", Command::help}, {"version", Command::version},
 };
 
 // Which command accepts which command option ("" = every command).
@@ -113,11 +113,16 @@ Options parse_options(const std::vector<std::string>& args) {
     } else if (a == "--format") {
       command_opts.push_back(a);
       const std::string& f = value();
-      if (f == "elf") o.format = flash::ImageFormat::elf;
-      else if (f == "ihex" || f == "hex") o.format = flash::ImageFormat::ihex;
-      else if (f == "srec") o.format = flash::ImageFormat::srec;
-      else if (f == "bin") o.format = flash::ImageFormat::bin;
-      else usage_error("--format '" + f + "' is not one of elf, ihex, srec, bin");
+      if (f == "elf")
+        o.format = flash::ImageFormat::elf;
+      else if (f == "ihex" || f == "hex")
+        o.format = flash::ImageFormat::ihex;
+      else if (f == "srec")
+        o.format = flash::ImageFormat::srec;
+      else if (f == "bin")
+        o.format = flash::ImageFormat::bin;
+      else
+        usage_error("--format '" + f + "' is not one of elf, ihex, srec, bin");
     } else if (a == "--vdd") {
       command_opts.push_back(a);
       o.supply_mv = parse_number(value(), "--vdd");
@@ -127,10 +132,14 @@ Options parse_options(const std::vector<std::string>& args) {
     } else if (a == "--erase") {
       command_opts.push_back(a);
       const std::string& m = value();
-      if (m == "auto") o.erase_mode = flash::EraseMode::automatic;
-      else if (m == "sectors") o.erase_mode = flash::EraseMode::sectors;
-      else if (m == "all") o.erase_mode = flash::EraseMode::all;
-      else usage_error("--erase '" + m + "' is not one of auto, sectors, all");
+      if (m == "auto")
+        o.erase_mode = flash::EraseMode::automatic;
+      else if (m == "sectors")
+        o.erase_mode = flash::EraseMode::sectors;
+      else if (m == "all")
+        o.erase_mode = flash::EraseMode::all;
+      else
+        usage_error("--erase '" + m + "' is not one of auto, sectors, all");
     } else if (a == "--kind") {
       command_opts.push_back(a);
       o.reset_kind = value();

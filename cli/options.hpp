@@ -17,25 +17,25 @@ struct Options {
   Command command = Command::help;
 
   // Global options.
-  std::string probe;                    // --probe SERIAL (or unique prefix)
+  std::string probe;                       // --probe SERIAL (or unique prefix)
   std::optional<std::uint32_t> speed_khz;  // --speed kHz
-  bool json = false;                    // --json
-  std::string simulate;                 // --simulate CHIP:PROBE[,…]
-  bool progress = true;                 // --no-progress turns the bar off
+  bool json = false;                       // --json
+  std::string simulate;                    // --simulate CHIP:PROBE[,…]
+  bool progress = true;                    // --no-progress turns the bar off
 
   // list
   bool watch = false;  // --watch: report probes arriving and leaving until interrupted
 
   // flash / verify
   std::string image_path;
-  std::optional<flash::ImageFormat> format;  // --format
-  std::optional<std::uint32_t> address;      // --address (raw binaries)
-  bool verify = true;                        // --verify / --no-verify
-  bool readback = false;                     // --readback: byte-by-byte verify
-  bool reset_after = false;                  // --reset
+  std::optional<flash::ImageFormat> format;                   // --format
+  std::optional<std::uint32_t> address;                       // --address (raw binaries)
+  bool verify = true;                                         // --verify / --no-verify
+  bool readback = false;                                      // --readback: byte-by-byte verify
+  bool reset_after = false;                                   // --reset
   flash::EraseMode erase_mode = flash::EraseMode::automatic;  // --erase auto|sectors|all
-  bool skip_unchanged = true;                // --no-skip
-  unsigned supply_mv = 3300;                 // --vdd: F4/F7 programming parallelism
+  bool skip_unchanged = true;                                 // --no-skip
+  unsigned supply_mv = 3300;  // --vdd: F4/F7 programming parallelism
 
   // read / erase
   std::uint32_t region_address = 0;
@@ -44,8 +44,8 @@ struct Options {
   bool erase_all = false;
 
   // reset
-  bool halt = false;                               // --halt
-  std::string reset_kind = "sysresetreq";          // --kind sysresetreq|vectreset|hardware
+  bool halt = false;                       // --halt
+  std::string reset_kind = "sysresetreq";  // --kind sysresetreq|vectreset|hardware
 };
 
 // Throws Error(usage) with a hint naming `probefarm help`.

@@ -18,7 +18,9 @@ std::string format_bytes(std::uint64_t bytes) {
 ProgressBar::ProgressBar(bool enabled, std::FILE* out)
     : enabled_(enabled && isatty(fileno(out))), out_(out) {}
 
-ProgressBar::~ProgressBar() { finish(); }
+ProgressBar::~ProgressBar() {
+  finish();
+}
 
 void ProgressBar::update(const flash::Progress& p) {
   if (!enabled_) return;
@@ -43,8 +45,8 @@ void ProgressBar::draw(bool force) {
   std::string bar(static_cast<std::size_t>(filled), '#');
   bar.resize(kWidth, '.');
   double seconds = std::chrono::duration<double>(now - phase_start_).count();
-  std::string rate = seconds > 0.05 ? format_bytes(static_cast<std::uint64_t>(done_ / seconds)) + "/s"
-                                    : "";
+  std::string rate =
+      seconds > 0.05 ? format_bytes(static_cast<std::uint64_t>(done_ / seconds)) + "/s" : "";
   std::fprintf(out_, "\r%-8s [%s] %s / %s  %s\033[K", phase_.c_str(), bar.c_str(),
                format_bytes(done_).c_str(), format_bytes(total_).c_str(), rate.c_str());
   std::fflush(out_);

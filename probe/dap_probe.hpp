@@ -11,8 +11,8 @@
 //
 // Threading: one thread at a time (the probe actor).
 #include <chrono>
-#include <memory>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 

@@ -11,7 +11,8 @@ bool same_probe(const ProbeInfo& a, const ProbeInfo& b) {
 }
 
 bool contains(const std::vector<ProbeInfo>& list, const ProbeInfo& p) {
-  return std::any_of(list.begin(), list.end(), [&](const ProbeInfo& q) { return same_probe(p, q); });
+  return std::any_of(list.begin(), list.end(),
+                     [&](const ProbeInfo& q) { return same_probe(p, q); });
 }
 
 }  // namespace
@@ -38,7 +39,8 @@ std::vector<ProbeEvent> ProbeWatcher::poll(std::chrono::milliseconds wait,
     if (!events.empty()) return events;
     auto now = std::chrono::steady_clock::now();
     if (now >= deadline) return events;
-    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(interval, deadline - now));
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(interval, deadline - now));
   }
 }
 

@@ -16,8 +16,9 @@ namespace {
 constexpr const char* kF407 = "stm32f407vg";
 
 std::uint64_t writes_of(const nlohmann::json& stats) {
-  return stats["bytes_programmed"].get<std::uint64_t>() + stats["pages_erased"].get<std::uint64_t>() +
-         stats["sectors_erased"].get<std::uint64_t>() + stats["mass_erases"].get<std::uint64_t>();
+  return stats["bytes_programmed"].get<std::uint64_t>() +
+         stats["pages_erased"].get<std::uint64_t>() + stats["sectors_erased"].get<std::uint64_t>() +
+         stats["mass_erases"].get<std::uint64_t>();
 }
 
 TEST(Cli, FlashingAnUnchangedImageErasesAndProgramsNothing) {
@@ -55,7 +56,8 @@ TEST(Cli, AMalformedImageIsRejectedBeforeAnyUsbTraffic) {
   auto j = json_of(r);
   EXPECT_EQ(j["ok"], false);
   EXPECT_EQ(j["error"]["category"], "image");
-  EXPECT_NE(j["error"]["message"].get<std::string>().find(":1: checksum"), std::string::npos) << r.out;
+  EXPECT_NE(j["error"]["message"].get<std::string>().find(":1: checksum"), std::string::npos)
+      << r.out;
   EXPECT_EQ(sim.stats(sim.serials()[0])["usb_transfers"], before);
 }
 

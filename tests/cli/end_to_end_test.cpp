@@ -28,7 +28,9 @@ const char* const kProbes[] = {"cmsis-dap-v1", "cmsis-dap-v2", "stlink-v2", "stl
                                "stlink-v3"};
 
 // Test names show the combination, not the bytes of the struct.
-void PrintTo(const Combo& c, std::ostream* os) { *os << c.chip << " behind " << c.probe; }
+void PrintTo(const Combo& c, std::ostream* os) {
+  *os << c.chip << " behind " << c.probe;
+}
 
 std::vector<Combo> all_combos() {
   std::vector<Combo> out;
