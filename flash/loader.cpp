@@ -40,7 +40,7 @@ std::string hex(std::uint32_t v) {
 // or alignment can never disagree with the target's layout.
 Loader parse(std::span<const std::uint8_t> image) {
   constexpr std::size_t kHeaderSize = sizeof(pf_loader_header);
-  static_assert(kHeaderSize == 24, "loader_abi.h: six 32-bit words");
+  static_assert(kHeaderSize == 28, "loader_abi.h: seven 32-bit words");
   if (image.size() < kHeaderSize) broken("image shorter than its header");
   const std::uint32_t magic = le32(image, offsetof(pf_loader_header, magic));
   if (magic != PF_LOADER_MAGIC) broken("bad magic " + hex(magic));
@@ -57,12 +57,14 @@ Loader parse(std::span<const std::uint8_t> image) {
   l.program_entry = le32(image, offsetof(pf_loader_header, program));
   l.bkpt = le32(image, offsetof(pf_loader_header, bkpt));
   l.end = le32(image, offsetof(pf_loader_header, end));
+  l.crc32_ranges_entry = le32(image, offsetof(pf_loader_header, crc32_ranges));
 
   const std::uint32_t image_end = l.base + static_cast<std::uint32_t>(image.size());
   // Entry points are Thumb code inside the image (ARMv7-M ARM A4.1: bit 0 of a branch
   // target selects Thumb state; without it the core faults).
   for (const auto& [name, entry] :
-       {std::pair{"crc32", l.crc32_entry}, std::pair{"program", l.program_entry}}) {
+       {std::pair{"crc32", l.crc32_entry}, std::pair{"program", l.program_entry},
+        std::pair{"crc32_ranges", l.crc32_ranges_entry}}) {
     if ((entry & 1) == 0)
       broken(std::string(name) + " entry " + hex(entry) + " lacks the Thumb bit");
     if (entry < l.base + kHeaderSize || entry >= image_end) {

@@ -12,7 +12,8 @@ struct Loader {
   std::uint32_t crc32_entry = 0;    // Thumb bit set
   std::uint32_t program_entry = 0;  // Thumb bit set
   std::uint32_t bkpt = 0;
-  std::uint32_t end = 0;  // first free RAM byte after the loader
+  std::uint32_t end = 0;                 // first free RAM byte after the loader
+  std::uint32_t crc32_ranges_entry = 0;  // Thumb bit set; a table of CRCs per run
 };
 
 // Parsed from the header of the built image; the same loader serves every family.

@@ -5,12 +5,22 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <vector>
 
 #include "flash/chip.hpp"
 
 namespace probefarm::flash {
 
 class Target;
+
+// One CRC-32 of a batch (LoaderSession::crc32_many): of `length` bytes at `address`,
+// chained onto the previous request's result (`chain`) or onto `crc_in`.
+struct CrcRequest {
+  std::uint32_t address = 0;
+  std::uint32_t length = 0;
+  bool chain = false;
+  std::uint32_t crc_in = 0;
+};
 
 class LoaderSession {
  public:
@@ -22,6 +32,16 @@ class LoaderSession {
 
   // zlib CRC-32 of `length` bytes at `address` on the target, chained onto `crc_in`.
   std::uint32_t crc32(std::uint32_t address, std::uint32_t length, std::uint32_t crc_in = 0);
+  // All of `requests` in as few loader runs as the table space allows (one, normally):
+  // a run costs far more USB round trips than the CRCs it computes. Results in order.
+  std::vector<std::uint32_t> crc32_many(std::span<const CrcRequest> requests);
+
+  // Whether this session can serve another operation on the same target without loading
+  // the loader again: the core has not been resumed, stepped or reset since the loader was
+  // written (only algorithm runs), it is halted, and the image in RAM is intact (its CRC-32,
+  // computed by the loader itself, matches). False on any doubt; never throws for a
+  // corrupt image (the run may then fail or time out: also false).
+  bool reusable();
 
   // Programs `data` at `address` (both multiples of the programming unit: 2 bytes on
   // F1/F3, 1 << psize on F4/F7) through the ring buffer. The flash must be unlocked and
@@ -38,6 +58,7 @@ class LoaderSession {
   std::uint32_t ring_ = 0;
   std::uint32_t ring_size_ = 0;
   std::uint32_t stack_top_ = 0;
+  std::uint64_t core_runs_ = 0;  // CortexM::runs() when the loader was written
 };
 
 }  // namespace probefarm::flash

@@ -85,14 +85,29 @@ void Programmer::report(std::string_view phase, std::uint64_t done, std::uint64_
   if (progress_) progress_(Progress{phase, done, total});
 }
 
-// A fresh load per operation: firmware may have run (and used the RAM) since the last.
+// The loader from an earlier operation of this Programmer is reused when it is still in
+// RAM and intact (LoaderSession::reusable: the core has not run since, and the image's
+// CRC-32 matches); otherwise, e.g. after firmware ran and may have used the RAM, it is
+// loaded again.
 LoaderSession& Programmer::load() {
+  if (loader_ && loader_->reusable()) return *loader_;
   loader_.reset();
   loader_ = std::make_unique<LoaderSession>(target_);
   return *loader_;
 }
 
-std::vector<SectorCrc> Programmer::measure(const Image& image, const FlashOptions& options) {
+namespace {
+
+// Requests for the CRC of `ranges` chained in order (one result: the last request's).
+void add_chained(std::vector<CrcRequest>& requests, const std::vector<Range>& ranges) {
+  for (std::size_t i = 0; i < ranges.size(); ++i)
+    requests.push_back({ranges[i].address, ranges[i].size, i > 0, 0});
+}
+
+}  // namespace
+
+std::vector<SectorCrc> Programmer::measure(const Image& image, const FlashOptions& options,
+                                           std::vector<std::vector<std::uint32_t>>* covered) {
   const ChipInfo& chip = target_.chip();
   const unsigned psize = psize_for_supply(chip, options.supply_mv);
   LoaderSession& session = *loader_;
@@ -114,75 +129,148 @@ std::vector<SectorCrc> Programmer::measure(const Image& image, const FlashOption
   std::uint64_t done = 0;
   report("plan", 0, total);
 
-  auto chained = [&](const std::vector<Range>& ranges) {
-    std::uint32_t crc = 0;
-    for (const Range& r : ranges)
-      crc = session.crc32(r.address, r.size, crc);
-    return crc;
-  };
-  // Runs of touched sectors: one CRC for the run first. It settles the common cases — the
-  // image is already there, or the flash is blank — without a run per sector.
-  for (std::size_t i = 0; i < chip.sectors.size();) {
-    if (!touched[i]) {
-      ++i;
-      continue;
-    }
-    std::size_t j = i;
+  // Runs of touched sectors, and of untouched ones.
+  struct Run {
+    std::size_t first = 0, last = 0;  // sector indexes [first, last)
+    bool touched = false;
     std::uint64_t size = 0;
-    std::uint32_t programmed = 0;
-    while (j < chip.sectors.size() && touched[j]) {
-      programmed = programmed_crc(image, chip.sectors[j], programmed);
-      size += chip.sectors[j++].size;
+  };
+  std::vector<Run> runs;
+  for (std::size_t i = 0; i < chip.sectors.size();) {
+    Run run{i, i, touched[i]};
+    while (run.last < chip.sectors.size() && touched[run.last] == run.touched)
+      run.size += chip.sectors[run.last++].size;
+    i = run.last;
+    runs.push_back(run);
+  }
+
+  // First loader run: one CRC per run of touched sectors. It settles the common cases —
+  // the image is already there, the flash is blank — without a CRC per sector.
+  std::vector<CrcRequest> requests;
+  std::vector<std::size_t> touched_runs;
+  for (std::size_t r = 0; r < runs.size(); ++r) {
+    if (!runs[r].touched) continue;
+    touched_runs.push_back(r);
+    requests.push_back(
+        {chip.sectors[runs[r].first].address, static_cast<std::uint32_t>(runs[r].size)});
+  }
+  // The covered ranges ride along: when nothing is written after all (the image is already
+  // there), they are the verification, taken after the last write, at the cost of a few
+  // more CRC bytes instead of another loader run.
+  const std::size_t runs_requested = requests.size();
+  if (covered) {
+    covered->assign(chip.sectors.size(), {});
+    for (std::size_t k = 0; k < chip.sectors.size(); ++k) {
+      if (!touched[k]) continue;
+      for (const Range& r : covered_ranges(image, chip.sectors[k]))
+        requests.push_back({r.address, r.size});
     }
-    const std::uint32_t crc =
-        session.crc32(chip.sectors[i].address, static_cast<std::uint32_t>(size));
+  }
+  std::vector<std::uint32_t> run_crcs = session.crc32_many(requests);
+  if (covered) {
+    std::size_t next = runs_requested;
+    for (std::size_t k = 0; k < chip.sectors.size(); ++k) {
+      if (!touched[k]) continue;
+      for (std::size_t n = covered_ranges(image, chip.sectors[k]).size(); n > 0; --n)
+        (*covered)[k].push_back(run_crcs[next++]);
+    }
+  }
+
+  // Second loader run, for what the first did not settle: the covered and uncovered bytes
+  // of each sector of a mixed run, and the untouched runs when the mass-erase choice needs
+  // them. It does only when some sector is to be erased (plan.cpp: a mass erase must
+  // replace at least one sector erase): not when every touched run is blank, or already
+  // holds the image and is to be skipped.
+  struct Pending {
+    std::size_t sector;
+    int covered = -1, uncovered = -1, whole = -1;  // request indexes
+  };
+  std::vector<Pending> pending;
+  bool erase_possible = false;
+  requests.clear();
+  for (std::size_t t = 0; t < touched_runs.size(); ++t) {
+    const Run& run = runs[touched_runs[t]];
+    const std::uint32_t crc = run_crcs[t];
+    std::uint32_t programmed = 0;
+    for (std::size_t k = run.first; k < run.last; ++k)
+      programmed = programmed_crc(image, chip.sectors[k], programmed);
     const bool already = crc == programmed;
-    const bool blank = !already && crc == blank_crc(size);
-    for (std::size_t k = i; k < j; ++k) {
+    const bool blank = !already && crc == blank_crc(run.size);
+    erase_possible = erase_possible || !(blank || (already && options.skip_unchanged));
+    for (std::size_t k = run.first; k < run.last; ++k) {
       const FlashSector& s = chip.sectors[k];
       if (already) {
         out[k].whole = programmed_crc(image, s);
       } else if (blank) {
         out[k].whole = blank_crc(s.size);
       } else {
-        // Mixed: the covered and uncovered bytes of each sector separately.
-        out[k].covered = chained(covered_ranges(image, s));
+        Pending p{k};
+        add_chained(requests, covered_ranges(image, s));
+        p.covered = static_cast<int>(requests.size()) - 1;
         const auto uncovered = uncovered_ranges(image, s);
-        if (uncovered.empty()) {
-          out[k].whole = out[k].covered;
-        } else {
-          out[k].uncovered = chained(uncovered);
+        if (!uncovered.empty()) {
+          add_chained(requests, uncovered);
+          p.uncovered = static_cast<int>(requests.size()) - 1;
         }
+        pending.push_back(p);
+        continue;
       }
       done += s.size;
-      report("plan", done, total);
     }
-    i = j;
   }
-  if (!need_untouched) return out;
+  report("plan", done, total);
+  std::vector<std::size_t> untouched_runs;
+  if (need_untouched && erase_possible) {
+    for (std::size_t r = 0; r < runs.size(); ++r) {
+      if (runs[r].touched) continue;
+      untouched_runs.push_back(r);
+      requests.push_back(
+          {chip.sectors[runs[r].first].address, static_cast<std::uint32_t>(runs[r].size)});
+    }
+  }
+  if (requests.empty()) {
+    report("plan", total, total);
+    return out;
+  }
+  const std::size_t first_untouched = requests.size() - untouched_runs.size();
+  std::vector<std::uint32_t> crcs = session.crc32_many(requests);
 
-  // Runs of untouched sectors: one CRC for the run, and per-sector CRCs only when the run
-  // is not blank.
-  for (std::size_t i = 0; i < chip.sectors.size();) {
-    if (touched[i]) {
-      ++i;
-      continue;
-    }
-    std::size_t j = i;
-    std::uint64_t size = 0;
-    while (j < chip.sectors.size() && !touched[j])
-      size += chip.sectors[j++].size;
-    const std::uint32_t crc =
-        session.crc32(chip.sectors[i].address, static_cast<std::uint32_t>(size));
-    const bool blank = crc == blank_crc(size);
-    for (std::size_t k = i; k < j; ++k) {
+  // Untouched runs that are not blank: each sector whole (a third run, rarely needed).
+  std::vector<CrcRequest> more;
+  std::vector<std::size_t> more_sectors;
+  for (std::size_t u = 0; u < untouched_runs.size(); ++u) {
+    const Run& run = runs[untouched_runs[u]];
+    const bool blank = crcs[first_untouched + u] == blank_crc(run.size);
+    for (std::size_t k = run.first; k < run.last; ++k) {
       const FlashSector& s = chip.sectors[k];
-      out[k].whole = blank ? blank_crc(s.size) : session.crc32(s.address, s.size);
+      if (blank) {
+        out[k].whole = blank_crc(s.size);
+      } else {
+        more.push_back({s.address, s.size});
+        more_sectors.push_back(k);
+      }
     }
-    done += size;
-    report("plan", done, total);
-    i = j;
   }
+  if (!more.empty()) {
+    const std::vector<std::uint32_t> wholes = session.crc32_many(more);
+    for (std::size_t m = 0; m < more.size(); ++m)
+      out[more_sectors[m]].whole = wholes[m];
+  }
+  for (const Pending& p : pending) {
+    SectorCrc& c = out[p.sector];
+    if (p.whole >= 0) {
+      c.whole = crcs[static_cast<std::size_t>(p.whole)];
+    } else {
+      c.covered = crcs[static_cast<std::size_t>(p.covered)];
+      if (p.uncovered >= 0) {
+        c.uncovered = crcs[static_cast<std::size_t>(p.uncovered)];
+      } else {
+        c.whole = c.covered;
+      }
+    }
+    done += chip.sectors[p.sector].size;
+  }
+  report("plan", total, total);
   return out;
 }
 
@@ -197,8 +285,26 @@ FlashReport Programmer::flash(const Image& image, const FlashOptions& options) {
   // Read protection first: with it, nothing below could succeed.
   driver.check_writable({});
   FlashReport rep;
-  rep.plan = make_plan(chip, image, measure(image, options), options);
+  // CRCs of the skipped sectors' image bytes, when the programmed runs' verification
+  // computed them in its loader run (in plan order, covered ranges in order).
+  std::vector<std::uint32_t> skipped_crcs;
+  bool skipped_measured = false;
+  const bool crc_verify = options.verify && !options.readback_verify;
+  std::vector<std::vector<std::uint32_t>> covered_crcs;
+  rep.plan = make_plan(chip, image, measure(image, options, crc_verify ? &covered_crcs : nullptr),
+                       options);
   const Plan& plan = rep.plan;
+  if (crc_verify && !plan.mass_erase &&
+      std::all_of(plan.sectors.begin(), plan.sectors.end(),
+                  [](const SectorPlan& sp) { return sp.action == SectorAction::skip; })) {
+    // Nothing will be written: the measured CRCs of the covered ranges are the verification.
+    for (const SectorPlan& sp : plan.sectors) {
+      const auto& crcs =
+          covered_crcs[static_cast<std::size_t>(chip.sector_index(sp.sector.address))];
+      skipped_crcs.insert(skipped_crcs.end(), crcs.begin(), crcs.end());
+    }
+    skipped_measured = true;
+  }
 
   std::vector<std::size_t> work;  // chip sector indexes to erase or program
   for (const SectorPlan& sp : plan.sectors) {
@@ -290,13 +396,26 @@ FlashReport Programmer::flash(const Image& image, const FlashOptions& options) {
     // What was programmed (image and kept bytes) is checked run by run; the image bytes
     // of skipped sectors below. Read-back verification reads the image bytes instead.
     if (options.verify || options.readback_verify) {
+      std::vector<CrcRequest> requests;
       std::uint64_t total = 0, done = 0;
-      for (const Piece& run : runs)
-        total += run.data.size();
-      report("verify", 0, total);
       for (const Piece& run : runs) {
+        requests.push_back({run.address, static_cast<std::uint32_t>(run.data.size())});
+        total += run.data.size();
+      }
+      // The skipped sectors' CRCs ride along in the same loader run.
+      if (options.verify && !options.readback_verify) {
+        for (const SectorPlan& sp : plan.sectors) {
+          if (sp.action != SectorAction::skip) continue;
+          for (const Range& r : covered_ranges(image, sp.sector))
+            requests.push_back({r.address, r.size});
+        }
+      }
+      report("verify", 0, total);
+      skipped_crcs = session.crc32_many(requests);
+      for (std::size_t i = 0; i < runs.size(); ++i) {
+        const Piece& run = runs[i];
         const auto n = static_cast<std::uint32_t>(run.data.size());
-        if (session.crc32(run.address, n) != crc32(run.data)) {
+        if (skipped_crcs[i] != crc32(run.data)) {
           verify_ranges(image, true);  // names the first bad image byte, if it is one
           throw Error(ErrorCategory::verify,
                       "kept bytes in " + hex(run.address) + ".." + hex(run.address + n - 1) +
@@ -306,6 +425,9 @@ FlashReport Programmer::flash(const Image& image, const FlashOptions& options) {
         done += n;
         report("verify", done, total);
       }
+      skipped_crcs.erase(skipped_crcs.begin(),
+                         skipped_crcs.begin() + static_cast<std::ptrdiff_t>(runs.size()));
+      skipped_measured = options.verify && !options.readback_verify;
     }
   }
 
@@ -313,16 +435,26 @@ FlashReport Programmer::flash(const Image& image, const FlashOptions& options) {
     verify_ranges(image, true);
     rep.verified = true;
   } else if (options.verify) {
+    std::vector<Range> skipped;
     for (const SectorPlan& sp : plan.sectors) {
       if (sp.action != SectorAction::skip) continue;
-      for (const Range& r : covered_ranges(image, sp.sector)) {
-        if (session.crc32(r.address, r.size) != crc32(image_bytes(image, r))) {
-          verify_ranges(image, false);
-          throw Error(ErrorCategory::verify,
-                      "CRC-32 of " + hex(r.address) + ".." + hex(r.address + r.size - 1) +
-                          " on the target differs from the image",
-                      "flash the image again");
-        }
+      for (const Range& r : covered_ranges(image, sp.sector))
+        skipped.push_back(r);
+    }
+    if (!skipped_measured) {
+      std::vector<CrcRequest> requests;
+      for (const Range& r : skipped)
+        requests.push_back({r.address, r.size});
+      skipped_crcs = session.crc32_many(requests);
+    }
+    for (std::size_t i = 0; i < skipped.size(); ++i) {
+      const Range& r = skipped[i];
+      if (skipped_crcs[i] != crc32(image_bytes(image, r))) {
+        verify_ranges(image, false);
+        throw Error(ErrorCategory::verify,
+                    "CRC-32 of " + hex(r.address) + ".." + hex(r.address + r.size - 1) +
+                        " on the target differs from the image",
+                    "flash the image again");
       }
     }
     rep.verified = true;
@@ -369,8 +501,8 @@ void Programmer::verify_ranges(const Image& image, bool readback) {
                 "write-protected");
   };
 
-  for (const Range& part : parts) {
-    if (readback) {
+  if (readback) {
+    for (const Range& part : parts) {
       // Sector by sector, so that progress moves and a mismatch names its sector.
       for (std::uint32_t at = part.address; at < part.end();) {
         const FlashSector& s = chip.sectors[chip.sector_index(at)];
@@ -381,16 +513,38 @@ void Programmer::verify_ranges(const Image& image, bool readback) {
         done += n;
         report("verify", done, total);
       }
-      continue;
     }
-    if (session.crc32(part.address, part.size) != crc32(image_bytes(image, part))) {
-      // Narrow it down to the first bad sector, then to the byte.
-      for (std::uint32_t at = part.address; at < part.end();) {
-        const FlashSector& s = chip.sectors[chip.sector_index(at)];
-        const auto n =
-            static_cast<std::uint32_t>(std::min<std::uint64_t>(s.end(), part.end()) - at);
-        if (session.crc32(at, n) != crc32(image_bytes(image, {at, n}))) fail_in({at, n});
-        at += n;
+    return;
+  }
+
+  // Pieces of the parts, one per sector: a part spans sectors.
+  auto by_sector = [&](const Range& part) {
+    std::vector<Range> pieces;
+    for (std::uint32_t at = part.address; at < part.end();) {
+      const FlashSector& s = chip.sectors[chip.sector_index(at)];
+      const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(s.end(), part.end()) - at);
+      pieces.push_back({at, n});
+      at += n;
+    }
+    return pieces;
+  };
+
+  // Every part in one loader run; a mismatch is narrowed to its sectors (one more run),
+  // then to the byte.
+  std::vector<CrcRequest> requests;
+  for (const Range& part : parts)
+    requests.push_back({part.address, part.size});
+  const std::vector<std::uint32_t> crcs = session.crc32_many(requests);
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    const Range& part = parts[i];
+    if (crcs[i] != crc32(image_bytes(image, part))) {
+      const std::vector<Range> pieces = by_sector(part);
+      std::vector<CrcRequest> piece_requests;
+      for (const Range& piece : pieces)
+        piece_requests.push_back({piece.address, piece.size});
+      const std::vector<std::uint32_t> piece_crcs = session.crc32_many(piece_requests);
+      for (std::size_t k = 0; k < pieces.size(); ++k) {
+        if (piece_crcs[k] != crc32(image_bytes(image, pieces[k]))) fail_in(pieces[k]);
       }
       throw Error(ErrorCategory::verify,
                   "CRC-32 of " + hex(part.address) + ".." + hex(part.address + part.size - 1) +

@@ -51,7 +51,10 @@ class Programmer {
 
  private:
   LoaderSession& load();
-  std::vector<SectorCrc> measure(const Image& image, const FlashOptions& options);
+  // `covered` (when not null): per chip sector, the CRC of each covered range of the image,
+  // taken in the first loader run of the measurement (empty for untouched sectors).
+  std::vector<SectorCrc> measure(const Image& image, const FlashOptions& options,
+                                 std::vector<std::vector<std::uint32_t>>* covered = nullptr);
   void verify_ranges(const Image& image, bool readback);
   void check_blank(std::uint32_t address, std::uint32_t size);
   void report(std::string_view phase, std::uint64_t done, std::uint64_t total);

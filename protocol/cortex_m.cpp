@@ -170,6 +170,7 @@ void CortexM::halt(std::chrono::milliseconds timeout) {
 }
 
 void CortexM::resume() {
+  ++runs_;
   bool any_breakpoint = false;
   for (unsigned i = 0; i < id_.breakpoints; ++i)
     any_breakpoint = any_breakpoint || breakpoint_used_[i];
@@ -181,6 +182,7 @@ void CortexM::resume() {
 }
 
 void CortexM::step() {
+  ++runs_;
   require_halted("step");
   mem_.write32(kDfsr, kDfsrAll);
   if (step_over_breakpoint()) return;
@@ -197,27 +199,106 @@ void CortexM::require_halted(const char* what) {
 }
 
 // --- Core registers (C1.6.3 DCRSR/DCRDR) --------------------------------------------------
+//
+// Every transfer is DCRDR/DCRSR/DHCSR through the MEM-AP's banked data registers (BD0..BD2,
+// cortex_m_regs.hpp): one AP access each instead of a TAR write plus a DRW access, which is
+// what a probe without its own register commands (ST-Link: one USB command per access) pays
+// per access. The DHCSR read that anchors TAR on the block also tells whether the core is
+// halted, before any transfer is started.
 
-std::uint32_t CortexM::read_register(CoreRegister reg) {
-  require_halted("reading a core register");
-  std::uint32_t status = 0;
-  std::uint32_t value = 0;
-  // Usually the transfer is done by the time DHCSR is read back: one round trip.
-  mem_.queue_write32(kDcrsr, static_cast<std::uint32_t>(reg));
-  mem_.queue_read32(kDhcsr, &status);
-  mem_.queue_read32(kDcrdr, &value);
-  mem_.flush();
-  if (status & kSRegRdy) return value;
+void CortexM::queue_anchor(std::uint32_t* dhcsr) {
+  // A word read of DHCSR through MemAp: CSW is word-sized and TAR lies in the block (the
+  // read leaves it at DCRSR, same 16 bytes), whatever MemAp had cached before.
+  mem_.queue_read32(kDhcsr, dhcsr);
+}
+
+void CortexM::queue_status_read(std::uint32_t* dhcsr) {
+  mem_.queue_read32(kDhcsr, dhcsr);
+}
+
+bool CortexM::halted_in(std::uint32_t dhcsr) {
+  return (dhcsr & kSHalt) != 0;
+}
+
+// C1.6.3: after a DCRSR write the debugger waits for S_REGRDY before the next DCRSR or
+// DCRDR access. A transfer takes a few core clocks, one SWD access dozens of SWD clocks, so
+// it is all but always done by the next access: the transfers are queued back to back with
+// a DHCSR read after each, and the reads are checked after the flush. Where one was not
+// ready the batch is redone from there one transfer at a time, polling S_REGRDY.
+void CortexM::wait_register_ready(const char* what) {
   Deadline deadline(kRegisterTimeout);
+  std::uint32_t status = 0;
   while (!((status = dhcsr()) & kSRegRdy)) {
     if (deadline.expired()) {
       throw Error(ErrorCategory::timeout,
-                  "core register " + std::to_string(static_cast<unsigned>(reg)) +
-                      " read: S_REGRDY never set (DHCSR " + hex32(status) + ")",
+                  std::string(what) + ": S_REGRDY never set (DHCSR " + hex32(status) + ")",
                   "the core may have left Debug state; halt it and retry");
     }
   }
-  return mem_.read32(kDcrdr);
+}
+
+void CortexM::read_registers_banked(std::span<const CoreRegister> regs,
+                                    std::span<std::uint32_t> out) {
+  const std::uint8_t ap = mem_.ap();
+  Dap& dap = mem_.dap();
+  std::vector<std::uint32_t> status(regs.size());
+  for (std::size_t i = 0; i < regs.size(); ++i) {
+    dap.queue_ap_write(ap, kBdDcrsr, static_cast<std::uint32_t>(regs[i]));
+    dap.queue_ap_read(ap, kBdDhcsr, &status[i]);
+    dap.queue_ap_read(ap, kBdDcrdr, &out[i]);
+  }
+  mem_.flush();
+  for (std::size_t i = 0; i < regs.size(); ++i) {
+    if (status[i] & kSRegRdy) continue;
+    // A slow transfer: a later DCRSR write may have overtaken it. Redo one at a time
+    // (MemAp accesses, all within the block, so TAR stays on it).
+    for (std::size_t k = i; k < regs.size(); ++k) {
+      const std::string what =
+          "core register " + std::to_string(static_cast<unsigned>(regs[k])) + " read";
+      wait_register_ready(what.c_str());
+      mem_.write32(kDcrsr, static_cast<std::uint32_t>(regs[k]));
+      wait_register_ready(what.c_str());
+      out[k] = mem_.read32(kDcrdr);
+    }
+    return;
+  }
+}
+
+void CortexM::write_registers_banked(std::span<const std::pair<CoreRegister, std::uint32_t>> regs) {
+  const std::uint8_t ap = mem_.ap();
+  Dap& dap = mem_.dap();
+  std::vector<std::uint32_t> status(regs.size());
+  for (std::size_t i = 0; i < regs.size(); ++i) {
+    dap.queue_ap_write(ap, kBdDcrdr, regs[i].second);
+    dap.queue_ap_write(ap, kBdDcrsr, static_cast<std::uint32_t>(regs[i].first) | kRegWnR);
+    dap.queue_ap_read(ap, kBdDhcsr, &status[i]);
+  }
+  mem_.flush();
+  for (std::size_t i = 0; i < regs.size(); ++i) {
+    if (status[i] & kSRegRdy) continue;
+    // A slow transfer: the next DCRDR write may have overtaken it. Redo one at a time.
+    for (std::size_t k = i; k < regs.size(); ++k) {
+      wait_register_ready("core register write");
+      mem_.write32(kDcrdr, regs[k].second);
+      mem_.write32(kDcrsr, static_cast<std::uint32_t>(regs[k].first) | kRegWnR);
+    }
+    // Ends with DHCSR reads: TAR is back on the block for what the caller queues next.
+    wait_register_ready("core register write");
+    return;
+  }
+}
+
+std::uint32_t CortexM::read_register(CoreRegister reg) {
+  std::uint32_t status = 0;
+  queue_anchor(&status);
+  mem_.flush();
+  if (!(status & kSHalt)) {
+    throw Error(ErrorCategory::usage, "reading a core register needs a halted core",
+                "halt the core first");
+  }
+  std::uint32_t value = 0;
+  read_registers_banked(std::span(&reg, 1), std::span(&value, 1));
+  return value;
 }
 
 void CortexM::write_register(CoreRegister reg, std::uint32_t value) {
@@ -226,47 +307,22 @@ void CortexM::write_register(CoreRegister reg, std::uint32_t value) {
 }
 
 void CortexM::write_registers(std::span<const std::pair<CoreRegister, std::uint32_t>> regs) {
-  require_halted("writing a core register");
-  // All transfers in one batch; DHCSR read after each tells whether it was accepted.
-  std::vector<std::uint32_t> status(regs.size());
-  for (std::size_t i = 0; i < regs.size(); ++i) {
-    mem_.queue_write32(kDcrdr, regs[i].second);
-    mem_.queue_write32(kDcrsr, static_cast<std::uint32_t>(regs[i].first) | kRegWnR);
-    mem_.queue_read32(kDhcsr, &status[i]);
-  }
+  // The halt check is a flush of its own: a transfer must not be started on a running core.
+  std::uint32_t status = 0;
+  queue_anchor(&status);
   mem_.flush();
-  for (std::size_t i = 0; i < regs.size(); ++i) {
-    if (status[i] & kSRegRdy) continue;
-    // A slow transfer: the next DCRDR write may have overtaken it. Redo one at a time.
-    for (std::size_t k = i; k < regs.size(); ++k) {
-      Deadline deadline(kRegisterTimeout);
-      std::uint32_t s = 0;
-      while (!((s = dhcsr()) & kSRegRdy)) {
-        if (deadline.expired()) {
-          throw Error(ErrorCategory::timeout,
-                      "core register write: S_REGRDY never set (DHCSR " + hex32(s) + ")",
-                      "the core may have left Debug state; halt it and retry");
-        }
-      }
-      mem_.write32(kDcrdr, regs[k].second);
-      mem_.write32(kDcrsr, static_cast<std::uint32_t>(regs[k].first) | kRegWnR);
-    }
-    Deadline deadline(kRegisterTimeout);
-    std::uint32_t s = 0;
-    while (!((s = dhcsr()) & kSRegRdy)) {
-      if (deadline.expired()) {
-        throw Error(ErrorCategory::timeout, "core register write: S_REGRDY never set",
-                    "the core may have left Debug state; halt it and retry");
-      }
-    }
-    return;
+  if (!(status & kSHalt)) {
+    throw Error(ErrorCategory::usage, "writing a core register needs a halted core",
+                "halt the core first");
   }
+  write_registers_banked(regs);
 }
 
 // --- Reset -----------------------------------------------------------------------------------
 
 void CortexM::reset(ResetKind kind, bool halt_after, std::chrono::milliseconds timeout) {
   if (!examined_) examine();
+  ++runs_;
   if (kind == ResetKind::vectreset && !has_vectreset_) {
     throw Error(ErrorCategory::usage, "VECTRESET is not available on " + id_.name,
                 "use a system reset (SYSRESETREQ) or a hardware reset");
@@ -375,10 +431,22 @@ void CortexM::start_algorithm(const AlgorithmCall& call) {
   // The PC takes the address itself: execution state comes from EPSR.T above, and the
   // debugger-written return address is a halfword address (bit 0 clear; ARMv7-M ARM C1.6.3).
   regs.emplace_back(CoreRegister::pc, call.entry & ~1u);
-  write_registers(regs);
-  mem_.write32(kDfsr, kDfsrAll);
-  // No breakpoint stepping here: the entry is ours, not a user breakpoint.
-  write_dhcsr(0);
+
+  // DFSR holds the reasons of earlier halts until cleared (C1.6.1): cleared now, so that
+  // finish_algorithm sees this run's BKPT only. Sent with the halt check.
+  std::uint32_t status = 0;
+  mem_.queue_write32(kDfsr, kDfsrAll);
+  queue_anchor(&status);
+  mem_.flush();
+  if (!(status & kSHalt)) {
+    throw Error(ErrorCategory::usage, "starting an algorithm needs a halted core",
+                "halt the core first");
+  }
+  write_registers_banked(regs);
+  // Resume only once every transfer was seen complete (above): C_HALT clear, C_DEBUGEN
+  // kept (C1.6.2). No breakpoint stepping: the entry is ours, not a user breakpoint.
+  mem_.dap().queue_ap_write(mem_.ap(), kBdDhcsr, kDbgKey | kCDebugEn);
+  mem_.flush();
 }
 
 bool CortexM::algorithm_done() {
@@ -386,22 +454,39 @@ bool CortexM::algorithm_done() {
 }
 
 std::uint32_t CortexM::finish_algorithm(const AlgorithmCall& call) {
-  require_halted("finishing an algorithm");
-  const std::uint32_t dfsr = mem_.read32(kDfsr);
-  const std::uint32_t pc = read_register(CoreRegister::pc);
+  std::uint32_t dfsr = 0;
+  std::uint32_t status = 0;
+  mem_.queue_read32(kDfsr, &dfsr);
+  queue_anchor(&status);
+  mem_.flush();
+  if (!(status & kSHalt)) {
+    throw Error(ErrorCategory::usage, "finishing an algorithm needs a halted core",
+                "halt the core first");
+  }
+  const CoreRegister regs[] = {CoreRegister::pc, CoreRegister::r0};
+  std::uint32_t values[2] = {};
+  read_registers_banked(regs, values);
+  const std::uint32_t pc = values[0];
   if (!(dfsr & kDfsrBkpt) || (pc & ~1u) != (call.return_bkpt & ~1u)) {
     throw Error(ErrorCategory::target_not_responding,
                 "algorithm at " + hex32(call.entry) + " stopped at PC " + hex32(pc) + " (DFSR " +
                     hex32(dfsr) + "), not at its return BKPT " + hex32(call.return_bkpt),
                 "the code in RAM may be corrupt or have faulted");
   }
-  return read_register(CoreRegister::r0);
+  return values[1];
 }
 
 std::uint32_t CortexM::run_algorithm(const AlgorithmCall& call, std::chrono::milliseconds timeout) {
   start_algorithm(call);
+  // start_algorithm's last flush held banked accesses only, so TAR is still on the
+  // debug-register block and a poll is a single BD0 (DHCSR) read.
   Deadline deadline(timeout);
-  while (!algorithm_done()) {
+  const std::uint8_t ap = mem_.ap();
+  for (;;) {
+    std::uint32_t status = 0;
+    mem_.dap().queue_ap_read(ap, kBdDhcsr, &status);
+    mem_.flush();
+    if (status & kSHalt) break;
     if (deadline.expired()) {
       std::string where;
       try {

@@ -18,8 +18,25 @@ namespace probefarm::protocol {
 
 // DCRSR.REGSEL numbers (ARMv7-M ARM C1.6.3).
 enum class CoreRegister : std::uint8_t {
-  r0 = 0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12,
-  sp = 13, lr = 14, pc = 15, xpsr = 16, msp = 17, psp = 18,
+  r0 = 0,
+  r1,
+  r2,
+  r3,
+  r4,
+  r5,
+  r6,
+  r7,
+  r8,
+  r9,
+  r10,
+  r11,
+  r12,
+  sp = 13,
+  lr = 14,
+  pc = 15,
+  xpsr = 16,
+  msp = 17,
+  psp = 18,
   control_faultmask_basepri_primask = 20,
   fpscr = 33,
 };
@@ -85,15 +102,23 @@ class CortexM {
              std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
 
   // Algorithm runs: the core must be halted. start_algorithm writes the registers (xPSR
-  // with only the Thumb bit, MSP = stack_top, LR = return_bkpt | 1, PC = entry with bit 0 clear) and
-  // resumes; algorithm_done() polls without blocking; finish_algorithm() checks it stopped
-  // on the BKPT at return_bkpt (Error(target_not_responding) with PC and DFSR otherwise)
-  // and returns r0. run_algorithm does all three with a deadline (Error(timeout), after
-  // halting the core).
+  // with only the Thumb bit, MSP = stack_top, LR = return_bkpt | 1, PC = entry with bit 0 clear)
+  // and resumes; algorithm_done() polls without blocking; finish_algorithm() checks it stopped on
+  // the BKPT at return_bkpt (Error(target_not_responding) with PC and DFSR otherwise) and returns
+  // r0. run_algorithm does all three with a deadline (Error(timeout), after halting the core).
   void start_algorithm(const AlgorithmCall& call);
   bool algorithm_done();
   std::uint32_t finish_algorithm(const AlgorithmCall& call);
   std::uint32_t run_algorithm(const AlgorithmCall& call, std::chrono::milliseconds timeout);
+
+  // Additions: a DHCSR read queued on memory() among the caller's own accesses, so that a
+  // poll of the core costs no round trip of its own (e.g. while feeding a running
+  // algorithm); `halted_in` tells S_HALT from the value read after the flush.
+  void queue_status_read(std::uint32_t* dhcsr);
+  static bool halted_in(std::uint32_t dhcsr);
+  // How often resume(), step() or reset() let the core run code of its own (algorithm runs
+  // do not count): RAM contents put there while halted are still valid while it is unchanged.
+  std::uint64_t runs() const { return runs_; }
 
   // FPB (C1.11) and DWT (C1.8). Error(usage) when all comparators are in use.
   void set_breakpoint(std::uint32_t address);
@@ -111,6 +136,13 @@ class CortexM {
   void require_halted(const char* what);
   void wait_halted(std::chrono::milliseconds timeout, const char* what);
   void write_registers(std::span<const std::pair<CoreRegister, std::uint32_t>> regs);
+  // Register transfers through the banked data registers (cortex_m_regs.hpp kBdDhcsr...):
+  // only valid right after a flush whose last MemAp access was to the debug-register block
+  // (`queue_anchor`), so that TAR[31:4] selects it.
+  void queue_anchor(std::uint32_t* dhcsr);
+  void write_registers_banked(std::span<const std::pair<CoreRegister, std::uint32_t>> regs);
+  void read_registers_banked(std::span<const CoreRegister> regs, std::span<std::uint32_t> out);
+  void wait_register_ready(const char* what);
   void fpb_prepare();
   bool step_over_breakpoint();
   std::uint32_t fp_comp_value(std::uint32_t address) const;
@@ -123,6 +155,7 @@ class CortexM {
   bool has_vectreset_ = false;  // AIRCR.VECTRESET exists on ARMv7-M only
   bool armv8m_ = false;         // ARMv8-M DWT (MATCH/ACTION encodings) differs
   bool examined_ = false;
+  std::uint64_t runs_ = 0;
 };
 
 }  // namespace probefarm::protocol

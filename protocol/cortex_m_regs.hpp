@@ -18,6 +18,15 @@ constexpr std::uint32_t kDemcr = 0xE000EDFC;
 // B4.6 floating-point feature register MVFR0.
 constexpr std::uint32_t kMvfr0 = 0xE000EF40;
 
+// ARM IHI 0031 ADIv5.2 C2.6 "BDn": MEM-AP banked data registers BD0..BD3 at AP addresses
+// 0x10..0x1C access TAR[31:4] with bits [3:2] = n and never change TAR. With TAR anywhere in
+// 0xE000EDF0..0xE000EDFF they reach DHCSR, DCRSR, DCRDR and DEMCR in one AP access each,
+// with no TAR write between them (the debug-register block is 16-byte aligned, C1.6).
+constexpr std::uint32_t kDebugBlock = 0xE000EDF0;
+constexpr std::uint8_t kBdDhcsr = 0x10;
+constexpr std::uint8_t kBdDcrsr = 0x14;
+constexpr std::uint8_t kBdDcrdr = 0x18;
+
 // C1.6.2 DHCSR: writes need DBGKEY in [31:16].
 constexpr std::uint32_t kDbgKey = 0xA05F0000;
 constexpr std::uint32_t kCDebugEn = 1u << 0;

@@ -1,5 +1,6 @@
-/* The on-target flash loader: CRC-32 and the ring-buffer streaming programmer of
- * loader_abi.h, for F1/F3 (PM0075, RM0316) and F2/F4/F7 (RM0090, RM0385) flash controllers.
+/* The on-target flash loader: CRC-32 (one range, or a table of them) and the ring-buffer streaming
+ * programmer of loader_abi.h, for F1/F3 (PM0075, RM0316) and F2/F4/F7 (RM0090, RM0385) flash
+ * controllers.
  *
  * Freestanding and position-fixed (linked at PF_LOADER_BASE by loader.ld): no vector
  * table, no startup code, no .data or .bss (nobody copies or zeroes them; loader.ld
@@ -89,6 +90,21 @@ uint32_t pf_loader_crc32(uint32_t address, uint32_t length, uint32_t crc_in) {
   while (length-- > 0)
     c = crc_byte(c, *p++);
   return ~c;
+}
+
+uint32_t pf_loader_crc32_ranges(struct pf_crc_range* table, uint32_t count) {
+  /* Flags are checked first so that a rejected table leaves every entry as the host wrote
+   * it, rather than half computed. */
+  for (uint32_t i = 0; i < count; ++i) {
+    if ((table[i].flags & ~PF_CRC_CHAIN) != 0) return PF_ERROR_ARGUMENT;
+  }
+  uint32_t previous = 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    const uint32_t crc_in = (table[i].flags & PF_CRC_CHAIN) ? previous : table[i].crc;
+    previous = pf_loader_crc32(table[i].address, table[i].length, crc_in);
+    table[i].crc = previous;
+  }
+  return 0;
 }
 
 /* ------------------------------------------------------------------------------------- */
@@ -260,4 +276,5 @@ __attribute__((section(".pf_header"), used)) const struct pf_loader_header pf_lo
     .program = (uint32_t)&pf_loader_program,
     .bkpt = (uint32_t)pf_loader_bkpt,
     .end = (uint32_t)pf_loader_end,
+    .crc32_ranges = (uint32_t)&pf_loader_crc32_ranges,
 };

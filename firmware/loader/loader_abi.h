@@ -12,7 +12,8 @@
 
 #define PF_LOADER_BASE 0x20000000u
 #define PF_LOADER_MAGIC 0x444C4650u /* "PFLD" */
-#define PF_LOADER_VERSION 1u
+/* 2: header.crc32_ranges added (after `end`, so version-1 offsets are unchanged). */
+#define PF_LOADER_VERSION 2u
 
 /* Flash controller styles. */
 #define PF_STYLE_F1 1u /* F1/F3: FLASH_CR.PG, half-word programming (PM0075, RM0316) */
@@ -25,11 +26,28 @@ struct pf_loader_header {
   uint32_t program; /* uint32_t program(struct pf_program *p) */
   uint32_t bkpt;    /* address of a `bkpt #0` the entry points return to */
   uint32_t end;     /* first free byte after the loader's code and data */
+  /* uint32_t crc32_ranges(struct pf_crc_range *table, uint32_t count) (version 2) */
+  uint32_t crc32_ranges;
 };
 
 /* CRC-32 as in IEEE 802.3 / zlib: reflected, polynomial 0xEDB88320, init and final XOR
  * 0xFFFFFFFF. crc32(a, n, 0) is zlib's crc32 of the n bytes at a; passing a previous
  * result as crc_in continues it. */
+
+/* Many CRCs in one run: every algorithm run costs the host a dozen or more USB round trips
+ * (core registers, resume, completion polls, result), far more than the CRC itself. The host
+ * writes `count` entries to RAM, calls crc32_ranges(table, count) and reads the `crc` fields
+ * back; the call returns 0, or PF_ERROR_ARGUMENT for an unknown flag (nothing computed).
+ * Each entry's result is crc32(address, length, crc_in) with crc_in = the entry's `crc`, or
+ * with PF_CRC_CHAIN the previous entry's result (a CRC over several ranges in order). */
+#define PF_CRC_CHAIN 1u
+
+struct pf_crc_range {
+  uint32_t address;
+  uint32_t length;
+  uint32_t crc;   /* in: crc_in (ignored with PF_CRC_CHAIN); out: the result */
+  uint32_t flags; /* PF_CRC_* */
+};
 
 /* Streaming program: the host fills a ring buffer in RAM while the loader programs from
  * it, so USB, SWD and flash programming overlap.
@@ -47,18 +65,18 @@ struct pf_loader_header {
  * never waits forever on the host: if write_offset does not move for ~`idle_loops`
  * iterations it returns PF_ERROR_STARVED. */
 #define PF_ERROR_STARVED 0x80000000u
-#define PF_ERROR_TIMEOUT 0x40000000u /* BSY did not clear */
+#define PF_ERROR_TIMEOUT 0x40000000u  /* BSY did not clear */
 #define PF_ERROR_ARGUMENT 0x20000000u /* unknown style/psize, misaligned address/length/ring */
 
 struct pf_program {
-  uint32_t flash_regs;   /* FLASH interface register base (0x40022000 or 0x40023C00) */
-  uint32_t style;        /* PF_STYLE_* */
-  uint32_t psize;        /* F4 style: FLASH_CR.PSIZE (0=x8 1=x16 2=x32 3=x64) */
-  uint32_t address;      /* flash destination of the first byte */
-  uint32_t length;       /* bytes to program */
-  uint32_t ring;         /* RAM address of the ring buffer */
-  uint32_t ring_size;    /* bytes, power of two */
-  uint32_t idle_loops;   /* starvation bound */
+  uint32_t flash_regs;            /* FLASH interface register base (0x40022000 or 0x40023C00) */
+  uint32_t style;                 /* PF_STYLE_* */
+  uint32_t psize;                 /* F4 style: FLASH_CR.PSIZE (0=x8 1=x16 2=x32 3=x64) */
+  uint32_t address;               /* flash destination of the first byte */
+  uint32_t length;                /* bytes to program */
+  uint32_t ring;                  /* RAM address of the ring buffer */
+  uint32_t ring_size;             /* bytes, power of two */
+  uint32_t idle_loops;            /* starvation bound */
   volatile uint32_t write_offset; /* host → loader */
   volatile uint32_t read_offset;  /* loader → host */
 };

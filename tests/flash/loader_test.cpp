@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -56,7 +57,7 @@ TEST(LoaderImage, HeaderDescribesTheImage) {
   EXPECT_EQ(l.image[0] | l.image[1] << 8 | l.image[2] << 16 | std::uint32_t{l.image[3]} << 24,
             PF_LOADER_MAGIC);
   const std::uint32_t image_end = l.base + static_cast<std::uint32_t>(l.image.size());
-  for (const std::uint32_t entry : {l.crc32_entry, l.program_entry}) {
+  for (const std::uint32_t entry : {l.crc32_entry, l.program_entry, l.crc32_ranges_entry}) {
     EXPECT_EQ(entry & 1, 1u) << "Thumb bit";
     EXPECT_GT(entry, l.base);
     EXPECT_LT(entry, image_end);
@@ -270,6 +271,48 @@ TEST_P(LoaderOnChip, Crc32OfRamMatchesTheHost) {
   EXPECT_EQ(call(loader().crc32_entry, start, 0, 0), 0u);
   write_bytes(kDataBuffer, bytes("123456789"));
   EXPECT_EQ(call(loader().crc32_entry, kDataBuffer, 9, 0), 0xCBF43926u);
+}
+
+// crc32_ranges (loader_abi.h): a table of CRCs in one run, each entry from its own crc_in
+// or chained onto the previous result, written back into the table; an unknown flag is
+// refused before anything is computed.
+TEST_P(LoaderOnChip, Crc32RangesFillsTheTable) {
+  ASSERT_NO_FATAL_FAILURE(load_loader());
+  const auto data = random_bytes(3001, 11);
+  write_bytes(kDataBuffer, data);
+  const std::span<const std::uint8_t> all(data);
+  const std::uint32_t table = ring();
+  const std::uint32_t seed = crc32(bytes("seed"));
+  const pf_crc_range entries[] = {
+      {kDataBuffer + 1, 2999, 0, 0},                // odd start and length
+      {kDataBuffer, 1000, 0, 0},                    // the first part of a chain
+      {kDataBuffer + 1000, 2001, 0, PF_CRC_CHAIN},  // continues it
+      {kDataBuffer + 5, 0, seed, 0},                // empty: crc_in unchanged
+      {kDataBuffer + 7, 64, seed, 0},               // continues a host CRC
+  };
+  std::vector<std::uint8_t> raw(sizeof entries);
+  std::memcpy(raw.data(), entries, sizeof entries);
+  write_bytes(table, raw);
+  EXPECT_EQ(call(loader().crc32_ranges_entry, table, 5), 0u);
+  const auto out = read_bytes(table, sizeof entries);
+  auto result = [&](std::size_t i) {
+    std::uint32_t v = 0;
+    std::memcpy(&v, out.data() + i * sizeof(pf_crc_range) + offsetof(pf_crc_range, crc), 4);
+    return v;
+  };
+  EXPECT_EQ(result(0), crc32(all.subspan(1, 2999)));
+  EXPECT_EQ(result(1), crc32(all.first(1000)));
+  EXPECT_EQ(result(2), crc32(all));
+  EXPECT_EQ(result(3), seed);
+  EXPECT_EQ(result(4), crc32(all.subspan(7, 64), seed));
+
+  // An unknown flag: PF_ERROR_ARGUMENT, and the table is left as written.
+  pf_crc_range bad[] = {{kDataBuffer, 16, 0x1234, 0}, {kDataBuffer, 16, 0x5678, 0x2}};
+  std::vector<std::uint8_t> bad_raw(sizeof bad);
+  std::memcpy(bad_raw.data(), bad, sizeof bad);
+  write_bytes(table, bad_raw);
+  EXPECT_EQ(call(loader().crc32_ranges_entry, table, 2), PF_ERROR_ARGUMENT);
+  EXPECT_EQ(read_bytes(table, sizeof bad), bad_raw);
 }
 
 // Streams 4 KiB through a 1 KiB ring (it wraps four times) into freshly erased flash,

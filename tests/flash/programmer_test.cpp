@@ -490,6 +490,78 @@ TEST(LoaderSession, CrcMatchesTheHost) {
   EXPECT_EQ(session.ring_size() & (session.ring_size() - 1), 0u) << "a power of two";
 }
 
+// Many CRCs in few loader runs: independent, chained and seeded requests, more of them
+// than one table holds (a 1 KiB ring holds 64 entries), with chains across the boundary.
+TEST(LoaderSession, CrcBatchMatchesTheHost) {
+  const Image image = demo_image("stm32f407vg");
+  const auto bytes = flat(image);
+  Bench bench("stm32f407vg", bytes);
+  LoaderSession session(bench.target(), 1024);
+  ASSERT_EQ(session.ring_size(), 1024u);
+  std::vector<CrcRequest> requests;
+  std::vector<std::uint32_t> expected;
+  std::uint32_t chain = 0;
+  for (std::uint32_t i = 0; i < 150; ++i) {
+    const std::uint32_t offset = (i * 37) % 4000;
+    const std::uint32_t length = 1 + (i * 13) % 97;
+    const auto piece = std::span(bytes).subspan(offset, length);
+    if (i % 3 == 0) {
+      requests.push_back({kFlash + offset, length, false, 0});
+      chain = crc32(piece);
+    } else if (i % 3 == 1) {
+      requests.push_back({kFlash + offset, length, true, 0});
+      chain = crc32(piece, chain);
+    } else {
+      requests.push_back({kFlash + offset, length, false, 0x1234u * i});
+      chain = crc32(piece, 0x1234u * i);
+    }
+    expected.push_back(chain);
+  }
+  bench.probe().reset_stats();
+  EXPECT_EQ(session.crc32_many(requests), expected);
+  const std::uint64_t three_tables = bench.probe().stats().flushes;
+  bench.probe().reset_stats();
+  EXPECT_EQ(session.crc32_many(std::span(requests).first(64)),
+            std::vector<std::uint32_t>(expected.begin(), expected.begin() + 64));
+  EXPECT_LT(bench.probe().stats().flushes * 2, three_tables) << "one loader run per table";
+  EXPECT_EQ(session.crc32_many(std::span(requests).first(1)),
+            std::vector<std::uint32_t>{expected[0]});
+  EXPECT_TRUE(session.crc32_many({}).empty());
+}
+
+// A second operation of the same Programmer reuses the loader in RAM when the core has not
+// run since and the image is intact; a changed image, or a core that ran, loads it again.
+TEST(Programmer, ReusesTheLoaderOnlyWhileItIsIntact) {
+  const Image image = demo_image("stm32f103c8");
+  Bench bench("stm32f103c8");
+  Programmer programmer(bench.target());
+  ASSERT_TRUE(programmer.flash(image, FlashOptions{}).verified);
+  const Loader& l = loader();
+  const auto loader_words = l.image.size() / 4;
+
+  bench.probe().reset_stats();
+  programmer.verify(image);
+  EXPECT_LT(bench.probe().stats().ap_writes, loader_words) << "not written again";
+
+  // A corrupted byte (as firmware or a debugger might leave it): loaded again.
+  const std::uint32_t spot = l.base + static_cast<std::uint32_t>(l.image.size()) - 4;
+  std::vector<std::uint8_t> original(4);
+  bench.target().memory().read(spot, original);
+  bench.target().memory().write32(spot, ~(original[0] | original[1] << 8 | original[2] << 16 |
+                                          std::uint32_t{original[3]} << 24));
+  programmer.verify(image);
+  std::vector<std::uint8_t> now(4);
+  bench.target().memory().read(spot, now);
+  EXPECT_EQ(now, original) << "the loader was written again";
+
+  // The core ran (a step is enough): loaded again without asking the old image.
+  bench.target().memory().write32(spot, 0);
+  bench.target().core().step();
+  programmer.verify(image);
+  bench.target().memory().read(spot, now);
+  EXPECT_EQ(now, original);
+}
+
 std::vector<std::uint8_t> noise(std::size_t n, std::uint32_t seed) {
   std::vector<std::uint8_t> bytes(n);
   for (auto& b : bytes) {

@@ -146,6 +146,44 @@ TEST_P(CortexMChip, RegisterReadWrite) {
   EXPECT_NE(core_->read_register(CoreRegister::xpsr) & 0x01000000u, 0u) << "EPSR.T";
 }
 
+// Register transfers go through the MEM-AP's banked registers (BD0..BD2): after the halt
+// check, three AP accesses per register (DCRDR, DCRSR, DHCSR) and no TAR write between
+// them, in one flush.
+TEST_P(CortexMChip, RegisterWritesAreBatchedThroughBankedRegisters) {
+  core_->halt();
+  probe_.reset_stats();
+  for (unsigned r = 0; r <= 7; ++r)
+    core_->write_register(static_cast<CoreRegister>(r), 0xCAFE0000u + r);
+  // Eight single writes: per write one halt-check flush (CSW/TAR at most + DRW) and one
+  // flush of the transfer.
+  EXPECT_EQ(probe_.stats().flushes, 16u);
+  EXPECT_LE(probe_.stats().operations, 8u * (3 + 3));
+  probe_.reset_stats();
+  EXPECT_EQ(core_->read_register(CoreRegister::r5), 0xCAFE0005u);
+  EXPECT_EQ(probe_.stats().flushes, 2u);
+  EXPECT_LE(probe_.stats().operations, 3u + 3u);
+}
+
+// runs() counts what lets the core execute code of its own; algorithm runs do not.
+TEST_P(CortexMChip, RunsCountsResumesStepsAndResetsNotAlgorithms) {
+  core_->halt();
+  const std::uint64_t before = core_->runs();
+  load_thumb(kCode, {0x1840, 0x4770, 0xBE00});
+  AlgorithmCall call;
+  call.entry = kCode;
+  call.args = {1u, 2u, std::nullopt, std::nullopt};
+  call.stack_top = kStackTop;
+  call.return_bkpt = kCode + 4;
+  EXPECT_EQ(core_->run_algorithm(call, std::chrono::milliseconds(500)), 3u);
+  EXPECT_EQ(core_->runs(), before);
+  core_->step();
+  EXPECT_EQ(core_->runs(), before + 1);
+  core_->resume();
+  EXPECT_EQ(core_->runs(), before + 2);
+  core_->reset(ResetKind::sysresetreq, true);
+  EXPECT_EQ(core_->runs(), before + 3);
+}
+
 // Every reset kind, with and without halt. Before each, the core is parked in an
 // infinite loop in SRAM: after the reset it must be at the reset vector (halt) or back in
 // the demo, counting (no halt).
