@@ -74,6 +74,23 @@ std::vector<Piece> make_runs(std::vector<Piece> pieces, std::uint32_t unit) {
   return runs;
 }
 
+// Runs `work` with the flash interface unlocked and locks it again however `work` ends. A
+// failure to lock after an error is dropped: the original error is what the user needs.
+template <typename Work>
+void unlocked(Stm32Flash& driver, Work&& work) {
+  driver.unlock();
+  try {
+    work();
+  } catch (...) {
+    try {
+      driver.lock();
+    } catch (...) {
+    }
+    throw;
+  }
+  driver.lock();
+}
+
 }  // namespace
 
 Programmer::Programmer(Target& target, ProgressFn progress)
@@ -349,8 +366,7 @@ FlashReport Programmer::flash(const Image& image, const FlashOptions& options) {
     const std::uint32_t unit = chip.style == FlashStyle::f1 ? 2 : 1u << psize;
     const std::vector<Piece> runs = make_runs(std::move(pieces), unit);
 
-    driver.unlock();
-    try {
+    unlocked(driver, [&] {
       if (plan.mass_erase) {
         report("erase", 0, chip.flash_size);
         driver.mass_erase(psize);
@@ -383,15 +399,7 @@ FlashReport Programmer::flash(const Image& image, const FlashOptions& options) {
         before += run.data.size();
       }
       rep.bytes_programmed = total;
-      driver.lock();
-    } catch (...) {
-      // Leave the interface locked whatever happened; the original error is what matters.
-      try {
-        driver.lock();
-      } catch (...) {
-      }
-      throw;
-    }
+    });
 
     // What was programmed (image and kept bytes) is checked run by run; the image bytes
     // of skipped sectors below. Read-back verification reads the image bytes instead.
@@ -600,8 +608,7 @@ void Programmer::erase(std::uint32_t address, std::uint32_t size) {
     sectors.push_back(static_cast<std::size_t>(i));
   Stm32Flash driver(target_.memory(), chip);
   driver.check_writable(sectors);
-  driver.unlock();
-  try {
+  unlocked(driver, [&] {
     std::uint64_t done = 0;
     report("erase", 0, size);
     for (std::size_t i : sectors) {
@@ -609,14 +616,7 @@ void Programmer::erase(std::uint32_t address, std::uint32_t size) {
       done += chip.sectors[i].size;
       report("erase", done, size);
     }
-    driver.lock();
-  } catch (...) {
-    try {
-      driver.lock();
-    } catch (...) {
-    }
-    throw;
-  }
+  });
   check_blank(address, size);
 }
 
@@ -628,19 +628,11 @@ void Programmer::mass_erase() {
   std::iota(all.begin(), all.end(), std::size_t{0});
   Stm32Flash driver(target_.memory(), chip);
   driver.check_writable(all);
-  driver.unlock();
-  try {
+  unlocked(driver, [&] {
     report("erase", 0, chip.flash_size);
     driver.mass_erase(psize);
     report("erase", chip.flash_size, chip.flash_size);
-    driver.lock();
-  } catch (...) {
-    try {
-      driver.lock();
-    } catch (...) {
-    }
-    throw;
-  }
+  });
   check_blank(chip.flash_base, chip.flash_size);
 }
 

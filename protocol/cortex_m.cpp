@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "probe/bytes.hpp"
 #include "probe/error.hpp"
 #include "protocol/cortex_m.hpp"
 #include "protocol/cortex_m_regs.hpp"
@@ -12,14 +13,9 @@
 namespace probefarm::protocol {
 
 using namespace cortex_m_regs;
+using probe::hex32;
 
 namespace {
-
-std::string hex32(std::uint32_t v) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "0x%08X", v);
-  return buf;
-}
 
 using Clock = std::chrono::steady_clock;
 

@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <string>
 
+#include "probe/bytes.hpp"
 #include "probe/error.hpp"
 #include "protocol/cortex_m.hpp"
 #include "protocol/cortex_m_regs.hpp"
@@ -9,14 +10,9 @@
 namespace probefarm::protocol {
 
 using namespace cortex_m_regs;
+using probe::hex32;
 
 namespace {
-
-std::string hex32(std::uint32_t v) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "0x%08X", v);
-  return buf;
-}
 
 // C1.11.4 FP_COMPn, FPB revision 1: COMP [28:2] word address in the Code region,
 // REPLACE [31:30] = 0b01 break on the lower halfword, 0b10 on the upper, ENABLE [0].
