@@ -24,18 +24,27 @@ std::string hex(std::uint64_t value, int width) {
 LineReader::LineReader(std::span<const std::uint8_t> bytes)
     : text_(reinterpret_cast<const char*>(bytes.data()), bytes.size()) {}
 
-bool LineReader::next(std::string_view& line) {
-  if (pos_ >= text_.size()) return false;
-  std::size_t end = text_.find('\n', pos_);
-  if (end == std::string_view::npos) end = text_.size();
-  line = text_.substr(pos_, end - pos_);
-  pos_ = end + 1;
-  ++line_number_;
-  // CR of CR LF, and trailing blanks some editors leave, are not part of a record.
-  while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) {
-    line.remove_suffix(1);
+bool LineReader::next(std::string_view& line, std::size_t& column) {
+  while (pos_ < text_.size()) {
+    std::size_t end = text_.find('\n', pos_);
+    if (end == std::string_view::npos) end = text_.size();
+    line = text_.substr(pos_, end - pos_);
+    pos_ = end + 1;
+    ++line_number_;
+    // CR of CR LF, and trailing blanks some editors leave, are not part of a record.
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) {
+      line.remove_suffix(1);
+    }
+    column = line.find_first_not_of(" \t");
+    if (column == std::string_view::npos) continue;  // blank lines carry nothing
+    line.remove_prefix(column);
+    return true;
   }
-  return true;
+  return false;
+}
+
+std::string LineReader::where(std::string_view name) const {
+  return std::string(name) + ":" + std::to_string(line_number_);
 }
 
 namespace {

@@ -36,8 +36,11 @@ std::string hex(std::uint64_t value, int width = 8);
 class LineReader {
  public:
   explicit LineReader(std::span<const std::uint8_t> bytes);
-  // False at the end of the input.
-  bool next(std::string_view& line);
+  // The next line that is not blank, without its leading and trailing blanks; `column` is
+  // the 0-based column where it starts. False at the end of the input.
+  bool next(std::string_view& line, std::size_t& column);
+  // "fw.hex:12": the file name and the current line, for messages.
+  std::string where(std::string_view name) const;
   std::uint32_t line_number() const { return line_number_; }
 
  private:

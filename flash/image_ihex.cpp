@@ -31,15 +31,13 @@ Parsed parse_ihex(std::span<const std::uint8_t> bytes, std::string_view name) {
   bool seen_eof = false;
   LineReader reader(bytes);
   std::string_view line;
-  while (reader.next(line)) {
-    const std::string where = std::string(name) + ":" + std::to_string(reader.line_number());
+  std::size_t first = 0;
+  while (reader.next(line, first)) {
+    const std::string where = reader.where(name);
     auto fail = [&](const std::string& what) -> void {
       throw Error(ErrorCategory::image, where + ": " + what, kHint);
     };
-    const std::size_t first = line.find_first_not_of(" \t");
-    if (first == std::string_view::npos) continue;  // blank lines carry nothing
     if (seen_eof) fail("data after the end-of-file record");
-    line.remove_prefix(first);
     if (line.front() != ':') fail("a record must start with ':'");
     const std::vector<std::uint8_t> r = decode_hex(line.substr(1), where, first + 2, kHint);
     if (r.size() < 5) {
@@ -118,12 +116,12 @@ Parsed parse_ihex(std::span<const std::uint8_t> bytes, std::string_view name) {
     }
   }
   if (!seen_eof) {
-    throw Error(ErrorCategory::image,
-                reader.line_number() == 0
-                    ? std::string(name) + ": the file is empty"
-                    : std::string(name) + ":" + std::to_string(reader.line_number()) +
-                          ": the file ends without an end-of-file record (:00000001FF)",
-                "the file is truncated; copy or regenerate it completely");
+    throw Error(
+        ErrorCategory::image,
+        reader.line_number() == 0
+            ? std::string(name) + ": the file is empty"
+            : reader.where(name) + ": the file ends without an end-of-file record (:00000001FF)",
+        "the file is truncated; copy or regenerate it completely");
   }
   return parsed;
 }

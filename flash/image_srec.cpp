@@ -25,15 +25,13 @@ Parsed parse_srec(std::span<const std::uint8_t> bytes, std::string_view name) {
   bool terminated = false;
   LineReader reader(bytes);
   std::string_view line;
-  while (reader.next(line)) {
-    const std::string where = std::string(name) + ":" + std::to_string(reader.line_number());
+  std::size_t first = 0;
+  while (reader.next(line, first)) {
+    const std::string where = reader.where(name);
     auto fail = [&](const std::string& what) -> void {
       throw Error(ErrorCategory::image, where + ": " + what, kHint);
     };
-    const std::size_t first = line.find_first_not_of(" \t");
-    if (first == std::string_view::npos) continue;
     if (terminated) fail("data after the termination record");
-    line.remove_prefix(first);
     if (line.front() != 'S') fail("a record must start with 'S'");
     if (line.size() < 2 || line[1] < '0' || line[1] > '9') {
       fail("'S' must be followed by the record type 0 to 9");
@@ -94,12 +92,12 @@ Parsed parse_srec(std::span<const std::uint8_t> bytes, std::string_view name) {
     }
   }
   if (!terminated) {
-    throw Error(ErrorCategory::image,
-                reader.line_number() == 0
-                    ? std::string(name) + ": the file is empty"
-                    : std::string(name) + ":" + std::to_string(reader.line_number()) +
-                          ": the file ends without a termination record (S7, S8 or S9)",
-                "the file is truncated; copy or regenerate it completely");
+    throw Error(
+        ErrorCategory::image,
+        reader.line_number() == 0
+            ? std::string(name) + ": the file is empty"
+            : reader.where(name) + ": the file ends without a termination record (S7, S8 or S9)",
+        "the file is truncated; copy or regenerate it completely");
   }
   return parsed;
 }
