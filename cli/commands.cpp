@@ -12,8 +12,10 @@
 #include <thread>
 
 #include "cli/progress.hpp"
+#include "cli/session.hpp"
 #include "flash/chip.hpp"
 #include "flash/image.hpp"
+#include "flash/option_bytes.hpp"
 #include "flash/programmer.hpp"
 #include "flash/target.hpp"
 #include "probe/bytes.hpp"
@@ -27,77 +29,6 @@ namespace {
 
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
-
-constexpr std::uint32_t kDefaultSpeedKhz = 4000;
-
-void print_json(const json& j) {
-  std::cout << j.dump(2) << std::endl;
-}
-
-// Messages for a person go to stderr so that stdout stays parseable (--json, `read -`).
-template <typename... Args>
-void note(const Options& o, const char* fmt, Args... args) {
-  if (o.json) return;
-  std::fprintf(stderr, fmt, args...);
-  std::fputc('\n', stderr);
-}
-
-// The probe and the attached target, for one command.
-struct Session {
-  probe::ProbeInfo info;
-  std::unique_ptr<probe::DapProbe> probe;
-  std::unique_ptr<flash::Target> target;
-  std::uint32_t requested_khz = kDefaultSpeedKhz;
-};
-
-Session attach(const Options& o, bool halt) {
-  Session s;
-  auto list = probe::list_probes();
-  if (list.probes.empty()) {
-    std::string why = "no debug probe found";
-    for (const auto& w : list.warnings)
-      why += "; " + w;
-    throw Error(ErrorCategory::probe_not_found, why,
-                "plug in an ST-Link or CMSIS-DAP probe (check 'probefarm list' and the udev "
-                "rules in deploy/), or try --simulate stm32f407vg:cmsis-dap-v2");
-  }
-  s.info = probe::select_probe(list.probes, o.probe);
-  s.probe = probe::open_dap_probe(*probe::default_usb_context(), s.info);
-  s.requested_khz = o.speed_khz.value_or(kDefaultSpeedKhz);
-  flash::AttachOptions attach_options;
-  attach_options.speed_khz = s.requested_khz;
-  attach_options.halt = halt;
-  s.target = std::make_unique<flash::Target>(*s.probe, attach_options);
-  if (s.target->speed_khz() != s.requested_khz)
-    note(o, "note: SWD clock %u kHz (the probe's nearest to the requested %u kHz)",
-         s.target->speed_khz(), s.requested_khz);
-  return s;
-}
-
-json chip_json(const Session& s) {
-  const auto& c = s.target->chip();
-  return {{"name", c.name},
-          {"dev_id", c.dev_id},
-          {"rev_id", c.rev_id},
-          {"core", c.core},
-          {"flash_base", c.flash_base},
-          {"flash_size", c.flash_size},
-          {"sectors", c.sectors.size()},
-          {"ram_base", c.ram_base},
-          {"ram_size", c.ram_size}};
-}
-
-json probe_json(const probe::ProbeInfo& p) {
-  return {{"serial", p.serial},
-          {"kind", probe::probe_kind_name(p.kind)},
-          {"vendor", p.vendor},
-          {"product", p.product},
-          {"vid", p.vid},
-          {"pid", p.pid},
-          {"firmware", p.firmware_version},
-          {"path", p.path},
-          {"note", p.note}};
-}
 
 flash::Image load(const Options& o) {
   return flash::load_image_file(o.image_path, o.format, o.address);
@@ -160,13 +91,20 @@ int cmd_info(const Options& o) {
   Session s = attach(o, false);
   const auto& c = s.target->chip();
   int mv = s.probe->target_voltage_mv();
+  // Read protection from the option registers, which a debugger may read at any level.
+  const flash::OptionBytes ob = flash::read_option_bytes(*s.target);
+  const char* rdp_text[] = {"level 0 (none)", "level 1 (flash shut to the debugger)",
+                            "level 2 (permanent)"};
   if (o.json) {
+    json chip = chip_json(s);
+    chip["rdp_level"] = ob.rdp_level;
     json j = {{"ok", true},
+              {"rdp_level", ob.rdp_level},
               {"probe", probe_json(s.probe->info())},
               {"speed_khz", s.target->speed_khz()},
               {"target_voltage_mv", mv < 0 ? json(nullptr) : json(mv)},
               {"dpidr", s.target->dap().dpidr()},
-              {"chip", chip_json(s)}};
+              {"chip", chip}};
     print_json(j);
     return 0;
   }
@@ -183,6 +121,9 @@ int cmd_info(const Options& o) {
               probe::hex32(c.flash_base).c_str(), c.sectors.size());
   std::printf("ram       %s at %s\n", format_bytes(c.ram_size).c_str(),
               probe::hex32(c.ram_base).c_str());
+  std::printf("RDP       %s\n", rdp_text[ob.rdp_level > 2 ? 2 : ob.rdp_level]);
+  if (ob.rdp_level == 1)
+    std::printf("          `probefarm unlock --yes` removes it and erases the chip\n");
   return 0;
 }
 
@@ -368,6 +309,12 @@ int run_command(const Options& o) {
       return cmd_erase(o);
     case Command::reset:
       return cmd_reset(o);
+    case Command::option_bytes:
+      return cmd_option_bytes(o);
+    case Command::protect:
+      return cmd_protect(o);
+    case Command::unlock:
+      return cmd_unlock(o);
     case Command::version:
       std::printf("probefarm 0.1.0\n");
       return 0;

@@ -1,5 +1,6 @@
 #include "cli/options.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <map>
 
@@ -13,9 +14,12 @@ namespace {
 }
 
 const std::map<std::string, Command> kCommands = {
-    {"list", Command::list},     {"info", Command::info}, {"flash", Command::flash},
-    {"verify", Command::verify}, {"read", Command::read}, {"erase", Command::erase},
-    {"reset", Command::reset},   {"help", Command::help}, {"version", Command::version},
+    {"list", Command::list},       {"info", Command::info},
+    {"flash", Command::flash},     {"verify", Command::verify},
+    {"read", Command::read},       {"erase", Command::erase},
+    {"reset", Command::reset},     {"help", Command::help},
+    {"version", Command::version}, {"option-bytes", Command::option_bytes},
+    {"protect", Command::protect}, {"unlock", Command::unlock},
 };
 
 // Which command accepts which command option ("" = every command).
@@ -34,6 +38,9 @@ bool allowed(Command c, const std::string& opt) {
       {"--all", {Command::erase}},
       {"--halt", {Command::reset}},
       {"--kind", {Command::reset}},
+      {"--yes", {Command::option_bytes, Command::unlock}},
+      {"--set", {Command::protect}},
+      {"--clear", {Command::protect}},
   };
   auto it = table.find(opt);
   if (it == table.end()) return false;
@@ -99,6 +106,17 @@ Options parse_options(const std::vector<std::string>& args) {
       o.progress = false;
     } else if (a == "--simulate") {
       o.simulate = value();
+    } else if (a == "--connect-under-reset") {
+      o.connect_under_reset = true;
+    } else if (a == "--yes") {
+      command_opts.push_back(a);
+      o.yes = true;
+    } else if (a == "--set" || a == "--clear") {
+      if (std::find(command_opts.begin(), command_opts.end(), a == "--set" ? "--clear" : "--set") !=
+          command_opts.end())
+        usage_error("protect takes one of --set and --clear");
+      command_opts.push_back(a);
+      o.protect_set = a == "--set";
     } else if (a == "--watch" || a == "--verify" || a == "--no-verify" || a == "--readback" ||
                a == "--reset" || a == "--no-skip" || a == "--all" || a == "--halt") {
       command_opts.push_back(a);
@@ -195,6 +213,38 @@ Options parse_options(const std::vector<std::string>& args) {
         if (o.region_size == 0) usage_error("erase: size must not be 0");
       }
       break;
+    case Command::option_bytes:
+      if (!positional.empty()) {
+        if (positional[0] != "set" || positional.size() < 2)
+          usage_error("usage: probefarm option-bytes [set KEY=VALUE... --yes]");
+        o.option_assignments.assign(positional.begin() + 1, positional.end());
+        for (const auto& kv : o.option_assignments)
+          if (kv.find('=') == std::string::npos || kv.front() == '=')
+            usage_error("option-bytes set: '" + kv + "' is not KEY=VALUE (e.g. RDP=1)");
+        if (!o.yes)
+          usage_error("option-bytes set changes the chip's configuration; add --yes to confirm");
+      } else if (o.yes) {
+        usage_error("--yes applies to 'option-bytes set' only");
+      }
+      break;
+    case Command::protect:
+      if (std::find(command_opts.begin(), command_opts.end(), "--set") == command_opts.end() &&
+          std::find(command_opts.begin(), command_opts.end(), "--clear") == command_opts.end())
+        usage_error("usage: probefarm protect --set|--clear [<address> <size>]");
+      if (!positional.empty()) {
+        want(2, "protect --set|--clear [<address> <size>]");
+        o.region_address = parse_number(positional[0], "address");
+        o.region_size = parse_number(positional[1], "size");
+        if (o.region_size == 0) usage_error("protect: size must not be 0");
+      }
+      break;
+    case Command::unlock:
+      want(0, "unlock --yes");
+      if (!o.yes)
+        usage_error(
+            "unlock lowers read protection to level 0, which mass-erases the whole chip; add "
+            "--yes to confirm");
+      break;
   }
   if (o.watch && o.json) usage_error("list --watch prints events as they happen; drop --json");
   return o;
@@ -228,11 +278,22 @@ Commands:
                           Mass erase, or erase the sectors covering the range.
   reset [--halt] [--kind sysresetreq|vectreset|hardware]
                           Reset the target; --halt stops it at the reset vector.
+  option-bytes            The option bytes: read protection (RDP), write protection (WRP),
+                          user bits and BOR level.
+  option-bytes set KEY=VALUE... --yes
+                          Change option bytes and reload them (e.g. RDP=1, BOR_LEV=3).
+  protect --set|--clear [<addr> <size>]
+                          Write-protect, or unprotect, the sectors covering the range
+                          (default: the whole flash).
+  unlock --yes            Lower read protection from level 1 to 0. This mass-erases the
+                          chip: its firmware and data are lost.
 
 Options:
   --probe SERIAL          The probe to use (full serial or a unique prefix); required
                           when more than one probe is attached.
   --speed KHZ             SWD clock (default 4000); the probe's nearest lower speed is used.
+  --connect-under-reset   Hold nRST while connecting and halting: for firmware that disables
+                          the SWD pins or stops the debug clocks.
   --json                  Machine-readable output on stdout (errors too).
   --no-progress           No progress bar (it is shown only on a terminal anyway).
   --simulate CHIP:PROBE[,CHIP:PROBE...]

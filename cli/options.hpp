@@ -11,7 +11,20 @@
 
 namespace probefarm::cli {
 
-enum class Command { list, info, flash, verify, read, erase, reset, help, version };
+enum class Command {
+  list,
+  info,
+  flash,
+  verify,
+  read,
+  erase,
+  reset,
+  option_bytes,
+  protect,
+  unlock,
+  help,
+  version
+};
 
 struct Options {
   Command command = Command::help;
@@ -22,6 +35,8 @@ struct Options {
   bool json = false;                       // --json
   std::string simulate;                    // --simulate CHIP:PROBE[,…]
   bool progress = true;                    // --no-progress turns the bar off
+  bool connect_under_reset = false;        // --connect-under-reset
+  bool yes = false;                        // --yes: confirms option-bytes set, unlock
 
   // list
   bool watch = false;  // --watch: report probes arriving and leaving until interrupted
@@ -46,6 +61,12 @@ struct Options {
   // reset
   bool halt = false;                       // --halt
   std::string reset_kind = "sysresetreq";  // --kind sysresetreq|vectreset|hardware
+
+  // option-bytes [set KEY=VALUE...]
+  std::vector<std::string> option_assignments;  // empty: read them
+
+  // protect --set|--clear [<address> <size>]: region_address/region_size, 0/0 = whole flash
+  bool protect_set = false;
 };
 
 // Throws Error(usage) with a hint naming `probefarm help`.

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "flash/option_bytes.hpp"
 #include "probe/error.hpp"
 #include "protocol/dap.hpp"
 
@@ -271,23 +272,48 @@ ProtectionState Stm32Flash::protection() {
 
 void Stm32Flash::check_writable(std::span<const std::size_t> sectors) {
   const ProtectionState p = protection();
-  if (p.rdp_level != 0) {
-    throw Error(ErrorCategory::protection,
-                chip_.name + ": read protection level " + std::to_string(p.rdp_level) +
-                    " is active; the flash cannot be erased or programmed while a debugger "
-                    "is connected",
-                p.rdp_level == 2 ? "level 2 is permanent; the chip cannot be reprogrammed over SWD"
-                                 : "remove read protection (RDP back to level 0, which mass "
-                                   "erases the flash), then flash again");
-  }
+  if (p.rdp_level != 0) throw_read_protected(p.rdp_level);
   for (const std::size_t i : sectors) {
     if (i >= chip_.sectors.size() || !p.write_protected[i]) continue;
+    // The hint names the whole group the WRP bit covers (F1: several pages), which is the
+    // smallest range `protect --clear` accepts.
+    std::uint32_t address = chip_.sectors[i].address, size = chip_.sectors[i].size;
+    for (const auto& g : protection_groups(chip_)) {
+      if (i >= g.first_sector && i <= g.last_sector) {
+        address = g.address;
+        size = g.size;
+      }
+    }
     throw Error(ErrorCategory::protection,
                 std::string(chip_.style == FlashStyle::f1 ? "page " : "sector ") +
                     std::to_string(i) + " at " + hex(chip_.sectors[i].address) +
-                    " is write-protected by the option bytes",
-                "clear its write-protection bit (WRP/nWRP) in the option bytes, then flash again");
+                    " is write-protected (WRP)",
+                "`probefarm protect --clear " + hex(address) + " " + size_text(size) +
+                    "` (or `probefarm protect --clear`) removes the write protection");
   }
+}
+
+void Stm32Flash::check_readable(std::uint32_t address, std::uint32_t size) {
+  const std::uint64_t end = std::uint64_t{address} + size;
+  const std::uint64_t flash_end = std::uint64_t{chip_.flash_base} + chip_.flash_size;
+  if (size == 0 || end <= chip_.flash_base || address >= flash_end) return;
+  const ProtectionState p = protection();
+  if (p.rdp_level != 0) throw_read_protected(p.rdp_level);
+}
+
+void Stm32Flash::throw_read_protected(unsigned level) const {
+  // PM0075 2.4.1, RM0316 4.3.1, RM0090 3.7.3, RM0385 3.4.3: with a debugger connected the
+  // flash is neither readable nor writable at level 1; level 2 cannot be left.
+  if (level == 2) {
+    throw Error(ErrorCategory::protection,
+                "read protection level 2 on " + chip_.name +
+                    ": flash cannot be read or written over SWD, for good",
+                "level 2 is permanent; the chip cannot be reprogrammed over SWD");
+  }
+  throw Error(
+      ErrorCategory::protection,
+      "read protection level 1 on " + chip_.name + ": flash cannot be read or written over SWD",
+      "`probefarm unlock --yes` removes it and erases the whole chip");
 }
 
 }  // namespace probefarm::flash

@@ -48,6 +48,10 @@ class Stm32Flash {
   // Throws Error(protection) when read protection is active or one of the sectors (indexes
   // into chip.sectors) is write-protected, naming it and saying how to remove the protection.
   void check_writable(std::span<const std::size_t> sectors);
+  // Throws Error(protection) explaining `probefarm unlock` when read protection is active
+  // and [address, address + size) touches the main flash (the debugger's reads would end
+  // in bus errors).
+  void check_readable(std::uint32_t address, std::uint32_t size);
 
   std::uint32_t status();
   // Clears EOP and every error flag (write 1 to clear).
@@ -64,6 +68,7 @@ class Stm32Flash {
   std::uint32_t reg(std::uint32_t offset) const { return chip_.flash_regs + offset; }
   // Polls SR until BSY clears, at most `max_ms` (+ margin) of wall time.
   std::uint32_t wait_idle(std::uint32_t max_ms, const std::string& what);
+  [[noreturn]] void throw_read_protected(unsigned level) const;
   void start_and_wait(std::uint32_t cr, std::uint32_t max_ms, const std::string& what);
 
   protocol::MemAp& mem_;

@@ -14,6 +14,10 @@ namespace probefarm::flash {
 struct AttachOptions {
   std::uint32_t speed_khz = 4000;
   bool halt = true;
+  // Hold nRST while connecting and halting (with reset vector catch), for firmware that
+  // turns the SWD pins into GPIOs or sleeps with the debug clocks off. The core is halted
+  // at the reset vector afterwards whatever `halt` says.
+  bool connect_under_reset = false;
 };
 
 class Target {
@@ -33,6 +37,8 @@ class Target {
   probe::DapProbe& probe() { return probe_; }
 
  private:
+  void attach_under_reset();
+
   probe::DapProbe& probe_;
   std::uint32_t speed_khz_ = 0;
   std::unique_ptr<protocol::Dap> dap_;

@@ -7,11 +7,13 @@
 #include <array>
 #include <chrono>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "probe/bytes.hpp"
 #include "probe/cmsis_dap_packets.hpp"
 #include "probe/error.hpp"
+#include "probe/transport_fault.hpp"
 
 namespace probefarm::probe {
 namespace {
@@ -23,6 +25,11 @@ using namespace cmsis_dap;
 // packet is hung. The longest thing a packet asks of the probe is DAP_SWJ_Pins' wait, which
 // is kept well below it.
 constexpr std::chrono::milliseconds kUsbTimeout = 1000ms;
+
+// Transport faults (a packet lost, STALLed or garbled on the way) are retried this many
+// times in all, each after a resynchronisation, when repeating the command is safe (see
+// "Retry policy" below); a probe that failed that often is given up on.
+constexpr unsigned kTransportAttempts = 3;
 
 // DAP_TransferConfigure: WAIT retries before the probe gives up on a transfer. A flash
 // write can stall the AHB for a while; at 1 MHz one retry costs ~50 µs, so 1000 retries
@@ -47,6 +54,67 @@ constexpr std::uint16_t kHidReportOutput = 0x0200;
 
 // SELECT fields, ADIv5.2 B2.2.9: APSEL [31:24], APBANKSEL [7:4], DPBANKSEL [3:0].
 constexpr std::uint32_t kSelectDpBankMask = 0x0000000F;
+
+// MEM-AP registers (ADIv5.2 C2.6): CSW and TAR writes set state and can be repeated; DRW
+// and the banked data registers BD0..BD3 (0x10..0x1C) reach memory.
+constexpr std::uint8_t kApCsw = 0x00;
+constexpr std::uint8_t kApTar = 0x04;
+constexpr std::uint8_t kApDrw = 0x0C;
+
+// Retry policy. A packet can be lost on the way out (the probe never ran it) or on the way
+// back (the probe ran it and its response is gone); a STALL or a garbled response leaves
+// the same doubt. The host cannot tell which, so a command is sent again only when running
+// it twice does the same as running it once:
+// - every command but DAP_Transfer/DAP_TransferBlock (DAP_Info, DAP_Connect, clock, pins,
+//   sequences, configuration) sets state and is repeatable;
+// - a DAP_Transfer run is repeatable when it holds only reads, DP writes (SELECT, ABORT,
+//   CTRL/STAT) and MEM-AP CSW/TAR writes, and every DRW read follows a TAR write of the
+//   same run (a DRW read moves TAR by auto-increment, ADIv5.2 C2.2.2);
+// - a run with any other AP write (DRW, BDn: memory such as FLASH_KEYR, FLASH_CR or the
+//   loader's ring buffer) is never re-sent: the writes may have happened, and repeating
+//   them is not idempotent in general. It ends in Error(probe_io) naming the fault.
+// Before a re-send the stream is resynchronised (resync()): responses the probe still owes
+// are read and dropped until the answer to a fresh DAP_Info arrives.
+bool repeatable(std::span<const Access> accesses) {
+  std::vector<std::uint8_t> tar_written;  // APs whose TAR this run has written
+  for (const Access& a : accesses) {
+    if (!a.ap) continue;
+    const auto ap = static_cast<std::uint8_t>(a.reg_key >> 8);
+    const auto reg = static_cast<std::uint8_t>(a.reg_key & 0xFF);
+    const bool tar_known =
+        std::find(tar_written.begin(), tar_written.end(), ap) != tar_written.end();
+    if (!a.read) {
+      if (reg == kApTar) tar_written.push_back(ap);
+      if (reg != kApCsw && reg != kApTar) return false;
+    } else if (reg == kApDrw && !tar_known) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string command_name(std::uint8_t id) {
+  switch (id) {
+    case kInfo:
+      return "DAP_Info";
+    case kConnect:
+      return "DAP_Connect";
+    case kDisconnect:
+      return "DAP_Disconnect";
+    case kTransferConfigure:
+      return "DAP_TransferConfigure";
+    case kSwjPins:
+      return "DAP_SWJ_Pins";
+    case kSwjClock:
+      return "DAP_SWJ_Clock";
+    case kSwjSequence:
+      return "DAP_SWJ_Sequence";
+    case kSwdConfigure:
+      return "DAP_SWD_Configure";
+    default:
+      return "command " + std::to_string(id);
+  }
+}
 
 class CmsisDap final : public DapProbe {
  public:
@@ -107,14 +175,14 @@ class CmsisDap final : public DapProbe {
     queue_.clear();
     std::uint32_t dpidr = 0;
     std::vector<Access> read_id = {Access{false, true, kDpDpidr, 0, &dpidr, true, 0}};
-    DapFlushResult res = run(read_id);
+    DapFlushResult res = run(read_id, std::nullopt);
     if (!res.ok())
       throw Error(ErrorCategory::target_not_responding,
                   std::string("the target does not answer on probe ") + label() +
                       ": reading DPIDR got " + std::string(dap_ack_name(res.ack)),
                   "check that the target is powered (VTref), that SWDIO, SWCLK and GND are "
                   "connected, and that the firmware does not turn the SWD pins off (try "
-                  "connecting under reset)");
+                  "--connect-under-reset)");
     return dpidr;
   }
 
@@ -197,7 +265,7 @@ class CmsisDap final : public DapProbe {
     const std::optional<std::uint32_t> after = queued_select_;
     DapFlushResult result;
     try {
-      result = run(accesses);
+      result = run(accesses, select_);
     } catch (...) {
       select_.reset();
       throw;
@@ -245,13 +313,16 @@ class CmsisDap final : public DapProbe {
 
   // DAP_Info: the answer is [0x00, length, data…].
   std::vector<std::uint8_t> dap_info(std::uint8_t id) {
-    auto r = command({kInfo, id}, 2);
-    const std::size_t len = r[1];
-    if (r.size() < 2 + len)
-      throw Error(ErrorCategory::probe_io,
-                  "probe " + label() + " sent a malformed DAP_Info response",
-                  "reconnect the probe");
-    return {r.begin() + 2, r.begin() + 2 + static_cast<std::ptrdiff_t>(len)};
+    // A length beyond the response is a garbled answer: retried like any transport fault.
+    return with_retry(true, "DAP_Info", [&] {
+      auto r = exchange({kInfo, id}, 2);
+      const std::size_t len = r[1];
+      if (r.size() < 2 + len)
+        throw TransportFault{"probe " + label() + " sent a garbled DAP_Info response (length " +
+                             std::to_string(len) + " in " + std::to_string(r.size()) + " bytes)"};
+      return std::vector<std::uint8_t>(r.begin() + 2,
+                                       r.begin() + 2 + static_cast<std::ptrdiff_t>(len));
+    });
   }
 
   std::string dap_info_string(std::uint8_t id) {
@@ -279,43 +350,120 @@ class CmsisDap final : public DapProbe {
   }
 
   // v1: exactly one report of packet size, zero-padded, without a report ID (the report
-  // descriptor declares none). v2: the command bytes as they are.
+  // descriptor declares none). v2: the command bytes as they are. USB failures other than
+  // an unplug become TransportFault.
   void send(std::span<const std::uint8_t> request) {
     if (request.size() > packet_size_)
       throw Error(ErrorCategory::internal, "CMSIS-DAP request larger than the packet size");
-    if (!v1_) {
-      device_->bulk_write(ep_out_, request, kUsbTimeout);
-      return;
-    }
-    std::vector<std::uint8_t> report(request.begin(), request.end());
-    report.resize(packet_size_);
-    if (set_report_) {
-      UsbControlSetup setup{0x21, kHidSetReport, kHidReportOutput,
-                            static_cast<std::uint16_t>(info_.interface_number)};
-      device_->control_transfer(setup, report, kUsbTimeout);
-    } else {
-      device_->interrupt_write(ep_out_, report, kUsbTimeout);
+    try {
+      if (!v1_) {
+        device_->bulk_write(ep_out_, request, kUsbTimeout);
+        return;
+      }
+      std::vector<std::uint8_t> report(request.begin(), request.end());
+      report.resize(packet_size_);
+      if (set_report_) {
+        UsbControlSetup setup{0x21, kHidSetReport, kHidReportOutput,
+                              static_cast<std::uint16_t>(info_.interface_number)};
+        device_->control_transfer(setup, report, kUsbTimeout);
+      } else {
+        device_->interrupt_write(ep_out_, report, kUsbTimeout);
+      }
+    } catch (const Error& e) {
+      if (is_unplug(e)) throw;
+      throw TransportFault{std::string(e.message())};
     }
   }
 
-  std::vector<std::uint8_t> receive() {
+  std::vector<std::uint8_t> receive() { return receive_within(kUsbTimeout); }
+
+  std::vector<std::uint8_t> receive_within(std::chrono::milliseconds timeout) {
     std::vector<std::uint8_t> buf(packet_size_);
-    std::size_t n = v1_ ? device_->interrupt_read(ep_in_, buf, kUsbTimeout)
-                        : device_->bulk_read(ep_in_, buf, kUsbTimeout);
+    std::size_t n = 0;
+    try {
+      n = v1_ ? device_->interrupt_read(ep_in_, buf, timeout)
+              : device_->bulk_read(ep_in_, buf, timeout);
+    } catch (const Error& e) {
+      if (is_unplug(e)) throw;
+      throw TransportFault{std::string(e.message())};
+    }
     buf.resize(n);
     return buf;
   }
 
+  // The answer to a fresh DAP_Info (packet count) proves that no older response is left
+  // in the stream: everything read before it is a stale or duplicate response and is
+  // dropped. Bounded: the probe owes at most packet_count_ responses, plus the one asked.
+  void resync() {
+    const std::vector<std::uint8_t> probe_id = {kInfo, kInfoPacketCount};
+    send(probe_id);
+    for (std::size_t n = 0; n < packet_count_ + 2; ++n) {
+      auto r = receive();
+      // [DAP_Info, length 1, count]; the count itself may not be known yet (read_info).
+      if (r.size() >= 3 && r[0] == kInfo && r[1] == 1 && r[2] != 0) return;
+    }
+    throw TransportFault{"probe " + label() + " kept sending responses nobody asked for"};
+  }
+
+  // Runs `attempt` (one exchange with the probe) and, when it meets a transport fault and
+  // `may_repeat`, resynchronises and runs it again, kTransportAttempts times in all. A
+  // run that is not repeated still gets a resynchronisation (best effort), so that the
+  // probe is clean for what the caller does next (an ABORT, a disconnect).
+  template <class Attempt>
+  std::invoke_result_t<Attempt&> with_retry(bool may_repeat, const char* what, Attempt&& attempt) {
+    std::string last;
+    const unsigned attempts = may_repeat && !given_up_ ? kTransportAttempts : 1;
+    for (unsigned n = 0; n < attempts; ++n) {
+      try {
+        if (n > 0) resync();
+        auto result = attempt();
+        given_up_ = false;
+        return result;
+      } catch (const TransportFault& f) {
+        // The first fault is the one to name; later ones are usually its after-effects.
+        if (last.empty()) last = f.message;
+      }
+    }
+    given_up_ = true;
+    if (!may_repeat) {
+      try {
+        resync();
+        given_up_ = false;  // the stream is clean again: the next command may retry
+      } catch (const TransportFault&) {
+      }
+      throw Error(ErrorCategory::probe_io,
+                  last + "; " + what +
+                      " carried memory writes that may have run already, so it was not "
+                      "repeated",
+                  "run the command again; if it keeps happening, check the USB cable and hub "
+                  "or replug the probe");
+    }
+    throw Error(ErrorCategory::probe_io,
+                last + " (" + what + ", " + std::to_string(attempts) + " attempts)",
+                "check the probe's USB cable and hub, replug the probe, and run the command "
+                "again");
+  }
+
   // One command, one response that echoes its command byte and has at least `min_size`
-  // bytes, or Error(probe_io).
+  // bytes. Every command sent this way is repeatable (see the retry policy); a response
+  // with the wrong echo is garbled or stale and is never taken as the answer.
   std::vector<std::uint8_t> command(std::vector<std::uint8_t> request, std::size_t min_size) {
+    const std::string name = command_name(request[0]);
+    return with_retry(true, name.c_str(), [&] { return exchange(request, min_size); });
+  }
+
+  // One attempt of command(): a TransportFault for a wrong echo or a short response.
+  std::vector<std::uint8_t> exchange(const std::vector<std::uint8_t>& request,
+                                     std::size_t min_size) {
     send(request);
     auto r = receive();
     if (r.size() < min_size || r[0] != request[0])
-      throw Error(ErrorCategory::probe_io,
-                  "probe " + label() + " answered command " + std::to_string(request[0]) +
-                      " with a malformed response",
-                  "reconnect the probe; if it persists, update the probe firmware");
+      throw TransportFault{"probe " + label() + " answered " + command_name(request[0]) +
+                           " with a garbled response (" +
+                           (r.empty() ? std::string("empty")
+                                      : "command byte " + std::to_string(r[0]) + ", " +
+                                            std::to_string(r.size()) + " bytes") +
+                           ")"};
     return r;
   }
 
@@ -366,12 +514,34 @@ class CmsisDap final : public DapProbe {
                   out,  true, static_cast<std::uint16_t>(ap << 8 | addr)};
   }
 
+  // Runs the accesses with the retry policy: a repeatable run that meets a transport fault
+  // is run again from the start, with DP SELECT first set back to `select_before` (what the
+  // DP held when the run began, if known) because the partial run may have changed it.
+  DapFlushResult run(std::span<const Access> accesses, std::optional<std::uint32_t> select_before) {
+    if (accesses.empty()) return {};
+    std::vector<Access> replay;
+    bool first = true;
+    return with_retry(repeatable(accesses), "a DAP_Transfer", [&] {
+      if (first) {
+        first = false;
+        return run_once(accesses);
+      }
+      if (replay.empty()) {
+        if (select_before)
+          replay.push_back(Access{false, false, kDpSelect, *select_before, nullptr, false, 0});
+        replay.insert(replay.end(), accesses.begin(), accesses.end());
+      }
+      return run_once(replay);
+    });
+  }
+
   // Sends the accesses in as few packets as fit, up to packet_count_ of them in flight
   // (CMSIS-DAP "Packet Count": the probe buffers that many commands), and collects the
   // responses in order. The first failure ends the run: packets already in flight still
   // execute on the probe, their responses are read and dropped (after a FAULT the sticky
-  // flag makes them fail too), and no further packet is sent.
-  DapFlushResult run(std::span<const Access> accesses) {
+  // flag makes them fail too), and no further packet is sent. A response that does not
+  // belong to its request (wrong echo, impossible counts: garbled) is a TransportFault.
+  DapFlushResult run_once(std::span<const Access> accesses) {
     DapFlushResult result;
     if (accesses.empty()) return result;
     const auto packets = pack(accesses, packet_size_);
@@ -388,13 +558,8 @@ class CmsisDap final : public DapProbe {
       Reply reply;
       try {
         reply = parse_reply(packet, response, accesses, label());
-      } catch (const Error&) {
-        // Leave no stale responses behind for the next command, if the probe lets us.
-        try {
-          drain();
-        } catch (const Error&) {
-        }
-        throw;
+      } catch (const Error& e) {
+        throw TransportFault{std::string(e.message()) + " (garbled or stale)"};
       }
       for (std::size_t k = 0; k < reply.done; ++k)
         if (accesses[packet.first + k].counted) ++result.completed;
@@ -417,6 +582,9 @@ class CmsisDap final : public DapProbe {
   std::size_t packet_count_ = 1;
   bool swd_capable_ = false;
   bool connected_ = false;
+  // Set when retries ran out: later commands get one attempt each (no more waiting on a
+  // link that is known to be bad), until a resynchronisation succeeds again.
+  bool given_up_ = false;
   std::uint32_t speed_khz_ = kDefaultSpeedKhz;
 
   std::vector<Access> queue_;

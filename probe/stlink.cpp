@@ -1,14 +1,18 @@
 #include "probe/stlink.hpp"
 
+#include <algorithm>
 #include <array>
 #include <bitset>
 #include <chrono>
 #include <cstdio>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "probe/bytes.hpp"
 #include "probe/stlink_commands.hpp"
+#include "probe/stlink_link.hpp"
+#include "probe/transport_fault.hpp"
 
 namespace probefarm::probe {
 namespace {
@@ -16,11 +20,6 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 namespace st = stlink;
-
-// USB deadlines. Every command is answered within milliseconds; the margin covers a busy
-// host. A memory command's data phase is at most 1 KiB, a few ms even at full speed.
-constexpr auto kCommandTimeout = 1000ms;
-constexpr auto kDataTimeout = 2000ms;
 
 // The firmware already retries a WAIT answer many times before it reports SWD_AP_WAIT or
 // SWD_DP_WAIT, so a WAIT that reaches the host means the target is busy for longer (a
@@ -30,6 +29,12 @@ constexpr unsigned kWaitAttempts = 12;
 constexpr auto kWaitBudget = 100ms;
 constexpr auto kFirstWaitPause = 100us;
 constexpr auto kMaxWaitPause = 10ms;
+
+// Which register accesses may be repeated after a transport fault (stlink_link.hpp, retry
+// policy): DP registers, AP reads but DRW, AP writes to CSW or TAR.
+constexpr std::uint8_t kApCsw = 0x00;
+constexpr std::uint8_t kApTar = 0x04;
+constexpr std::uint8_t kApDrw = 0x0C;
 
 // ADIv5.2 B2.2.1 ABORT: STKCMPCLR | STKERRCLR | WDERRCLR | ORUNERRCLR.
 constexpr std::uint32_t kAbortClearAll = 0x1E;
@@ -67,8 +72,9 @@ std::uint8_t retry_on_wait(Attempt&& attempt) {
 class StLink final : public DapProbe, public NativeMemory {
  public:
   StLink(std::unique_ptr<UsbDevice> device, ProbeInfo info)
-      : usb_(std::move(device)), info_(std::move(info)) {
-    find_endpoints();
+      : usb_(std::move(device)),
+        info_(std::move(info)),
+        link_(*usb_, info_.interface_number, label()) {
     read_version();
     leave_other_modes();
   }
@@ -89,7 +95,8 @@ class StLink final : public DapProbe, public NativeMemory {
     open_aps_.reset();
     // ENTER runs the JTAG-to-SWD switch and line reset (ADIv5.2 B5.2, B4.3.3), reads
     // DPIDR, clears sticky flags and powers up the debug domain itself.
-    const std::uint8_t entered = status_of(st::cdb_enter_swd(), "ENTER (SWD)");
+    const std::uint8_t entered =
+        retry_on_wait([&] { return link_.status_of(st::cdb_enter_swd(), "ENTER (SWD)"); });
     if (entered != st::kOk) throw no_target("entering SWD mode", entered);
     connected_ = true;
     std::uint32_t dpidr = 0;
@@ -103,36 +110,41 @@ class StLink final : public DapProbe, public NativeMemory {
     open_aps_.reset();
     if (!connected_) return;
     connected_ = false;
-    send(st::cdb_exit_debug());  // no answer
+    link_.send_only(st::cdb_exit_debug(), "EXIT");  // no answer
   }
 
   std::uint32_t set_speed_khz(std::uint32_t khz) override {
     if (version_.stlink >= 3) {
       // The V3 lists what it supports; SET_COM_FREQ answers with the clock it chose.
       std::vector<std::uint8_t> r(st::kGetComFreqSize);
-      command(st::cdb_get_com_freq(), r, "GET_COM_FREQ");
+      link_.command(st::cdb_get_com_freq(), r, "GET_COM_FREQ");
       check(r[0], "GET_COM_FREQ");
       const auto list = st::parse_com_freq(r);
       const std::uint32_t want = st::pick_frequency(list, khz);
       if (want == 0) throw Error(ErrorCategory::probe_io, label() + " lists no SWD clock");
       std::vector<std::uint8_t> s(st::kSetComFreqSize);
-      command(st::cdb_set_com_freq(want), s, "SET_COM_FREQ");
+      link_.command(st::cdb_set_com_freq(want), s, "SET_COM_FREQ");
       check(s[0], "SET_COM_FREQ");
       const std::uint32_t used = load_le32(s, 4);
       return used != 0 ? used : want;
     }
     const st::SwdDivisor d = st::pick_v2_divisor(khz);
-    check(status_of(st::cdb_swd_set_freq(d.divisor), "SWD_SET_FREQ"), "SWD_SET_FREQ");
+    check(link_.status_of(st::cdb_swd_set_freq(d.divisor), "SWD_SET_FREQ"), "SWD_SET_FREQ");
     return d.khz;
   }
 
   void set_nrst(bool asserted) override {
-    check(status_of(st::cdb_drive_nrst(asserted), "DRIVE_NRST"), "DRIVE_NRST");
+    check(link_.status_of(st::cdb_drive_nrst(asserted), "DRIVE_NRST"), "DRIVE_NRST");
   }
 
   int target_voltage_mv() override {
     std::vector<std::uint8_t> r(st::kTargetVoltageSize);
-    command(st::cdb_get_target_voltage(), r, "GET_TARGET_VOLTAGE");
+    // Two 12-bit ADC readings (UM1075 does not document them; every host reads them so):
+    // larger values are a garbled answer.
+    link_.command(st::cdb_get_target_voltage(), r, "GET_TARGET_VOLTAGE",
+                  [](std::span<const std::uint8_t> a) {
+                    return load_le32(a, 0) < 0x1000 && load_le32(a, 4) < 0x1000;
+                  });
     return st::parse_target_voltage_mv(r);
   }
 
@@ -222,53 +234,6 @@ class StLink final : public DapProbe, public NativeMemory {
 
   // ---- transport ----
 
-  void find_endpoints() {
-    // The debug interface's first bulk OUT carries commands, its first bulk IN answers
-    // (the second bulk IN is SWO trace): OUT 0x02 / IN 0x81 on the V2, OUT 0x01 / IN 0x81
-    // on the V2-1 and V3.
-    for (const auto& itf : usb_->configuration().interfaces) {
-      if (itf.number != info_.interface_number || itf.alt_setting != 0) continue;
-      const UsbEndpoint* out = itf.find_endpoint(UsbTransferType::bulk, false);
-      const UsbEndpoint* in = itf.find_endpoint(UsbTransferType::bulk, true);
-      if (out && in) {
-        ep_out_ = out->address;
-        ep_in_ = in->address;
-        return;
-      }
-    }
-    throw Error(ErrorCategory::probe_io,
-                label() + ": USB interface " + std::to_string(info_.interface_number) +
-                    " has no bulk endpoint pair for debug commands",
-                "this does not look like an ST-Link in debug mode: unplug it and plug it in again");
-  }
-
-  void send(const st::Cdb& cdb) { usb_->bulk_write(ep_out_, cdb, kCommandTimeout); }
-
-  // Reads exactly `in.size()` bytes, over as many transfers as the probe splits them into.
-  void receive(std::span<std::uint8_t> in, std::chrono::milliseconds timeout, const char* what) {
-    std::size_t got = 0;
-    while (got < in.size()) {
-      const std::size_t n = usb_->bulk_read(ep_in_, in.subspan(got), timeout);
-      if (n == 0) {
-        throw Error(ErrorCategory::probe_io, label() + " answered " + what + " with " +
-                                                 std::to_string(got) + " of " +
-                                                 std::to_string(in.size()) + " bytes");
-      }
-      got += n;
-    }
-  }
-
-  void command(const st::Cdb& cdb, std::span<std::uint8_t> answer, const char* what) {
-    send(cdb);
-    receive(answer, kCommandTimeout, what);
-  }
-
-  std::uint8_t status_of(const st::Cdb& cdb, const char* what) {
-    std::array<std::uint8_t, st::kStatusSize> r{};
-    command(cdb, r, what);
-    return r[0];
-  }
-
   void check(std::uint8_t status, const char* what) {
     if (status == st::kOk) return;
     throw Error(ErrorCategory::probe_io,
@@ -278,12 +243,22 @@ class StLink final : public DapProbe, public NativeMemory {
   // ---- identity and modes ----
 
   void read_version() {
+    // The answer repeats the probe's USB VID and PID: a check that it is not garbled.
+    const UsbDeviceDescriptor& d = usb_->descriptor();
+    const bool x_is_msd = info_.kind == ProbeKind::stlink_v2_1;
     std::array<std::uint8_t, st::kGetVersionSize> r{};
-    command(st::cdb_get_version(), r, "GET_VERSION");
-    version_ = st::parse_version(r, info_.kind == ProbeKind::stlink_v2_1);
+    link_.command(st::cdb_get_version(), r, "GET_VERSION", [&](std::span<const std::uint8_t> a) {
+      const st::Version v = st::parse_version(a, x_is_msd);
+      return v.vid == d.vid && v.pid == d.pid;
+    });
+    version_ = st::parse_version(r, x_is_msd);
     if (version_.stlink >= 3) {
       std::array<std::uint8_t, st::kGetVersionExSize> x{};
-      command(st::cdb_get_version_ex(), x, "GET_VERSION_EX");
+      link_.command(st::cdb_get_version_ex(), x, "GET_VERSION_EX",
+                    [&](std::span<const std::uint8_t> a) {
+                      const st::Version v = st::parse_version_ex(a);
+                      return v.vid == d.vid && v.pid == d.pid;
+                    });
       version_ = st::parse_version_ex(x);
     }
     info_.firmware_version = version_.text();
@@ -291,17 +266,18 @@ class StLink final : public DapProbe, public NativeMemory {
 
   void leave_other_modes() {
     std::array<std::uint8_t, 2> mode{};
-    command(st::cdb_get_current_mode(), mode, "GET_CURRENT_MODE");
+    link_.command(st::cdb_get_current_mode(), mode, "GET_CURRENT_MODE",
+                  [](std::span<const std::uint8_t> a) { return a[0] <= 4 && a[1] == 0; });
     // None of the exits is answered.
     switch (mode[0]) {
       case st::kModeDfu:
-        send(st::cdb_dfu_exit());
+        link_.send_only(st::cdb_dfu_exit(), "DFU_EXIT");
         break;
       case st::kModeDebug:
-        send(st::cdb_exit_debug());
+        link_.send_only(st::cdb_exit_debug(), "EXIT");
         break;
       case st::kModeSwim:
-        send(st::cdb_swim_exit());
+        link_.send_only(st::cdb_swim_exit(), "SWIM_EXIT");
         break;
       default:
         break;
@@ -323,7 +299,18 @@ class StLink final : public DapProbe, public NativeMemory {
   }
 
   Error no_target(const char* what, std::uint8_t status) {
-    std::string hint = "check the SWD wiring (SWDIO, SWCLK, GND) and that the target is powered";
+    if (st::classify(status) == st::StatusClass::wait) {
+      // The firmware retried, then this driver backed off (retry_on_wait): a WAIT storm.
+      return Error(ErrorCategory::timeout,
+                   label() + ": the target kept answering WAIT " + what + " (status " +
+                       st::describe_status(status) + ", after " + std::to_string(kWaitAttempts) +
+                       " tries with backoff): a WAIT storm",
+                   "the target's bus is stalled: reset or power-cycle the target, then run the "
+                   "command again");
+    }
+    std::string hint =
+        "check the SWD wiring (SWDIO, SWCLK, GND) and that the target is powered; if its "
+        "firmware turns the SWD pins off, try --connect-under-reset";
     try {
       const int mv = target_voltage_mv();
       if (mv >= 0) hint += " (VTref reads " + std::to_string(mv) + " mV)";
@@ -355,19 +342,25 @@ class StLink final : public DapProbe, public NativeMemory {
   // older firmware only ever talks to AP0 and has no INIT_AP.
   void open_ap(std::uint8_t ap) {
     if (open_aps_[ap] || !st::supports(version_, st::kMultiAp)) return;
-    check(status_of(st::cdb_init_ap(ap), "INIT_AP"), "INIT_AP");
+    check(link_.status_of(st::cdb_init_ap(ap), "INIT_AP"), "INIT_AP");
     open_aps_.set(ap);
   }
 
+  // Repeatable (retry policy) unless it reads DRW, which moves TAR.
   std::uint8_t read_dap_reg(std::uint16_t port, std::uint16_t addr, std::uint32_t& value) {
     std::array<std::uint8_t, st::kDapRegReadSize> r{};
-    command(st::cdb_read_dap_reg(port, addr), r, "READ_DAP_REG");
+    const bool may_repeat = port == st::kDpPort || addr != kApDrw;
+    link_.command(
+        st::cdb_read_dap_reg(port, addr), r, "READ_DAP_REG",
+        [](std::span<const std::uint8_t> a) { return st::plausible_status(a[0]); }, may_repeat);
     value = load_le32(r, 4);
     return r[0];
   }
 
+  // Repeatable for DP registers and MEM-AP CSW/TAR only.
   std::uint8_t write_dap_reg(std::uint16_t port, std::uint16_t addr, std::uint32_t value) {
-    return status_of(st::cdb_write_dap_reg(port, addr, value), "WRITE_DAP_REG");
+    const bool may_repeat = port == st::kDpPort || addr == kApCsw || addr == kApTar;
+    return link_.status_of(st::cdb_write_dap_reg(port, addr, value), "WRITE_DAP_REG", may_repeat);
   }
 
   // ---- memory ----
@@ -407,33 +400,49 @@ class StLink final : public DapProbe, public NativeMemory {
     }
   }
 
-  std::uint8_t last_rw_status(std::uint32_t& fault_address) {
-    std::array<std::uint8_t, st::kRwStatus2Size> r{};
-    command(st::cdb_get_last_rw_status2(), r, "GETLASTRWSTATUS2");
-    const st::RwStatus s = st::parse_rw_status2(r);
-    fault_address = s.fault_address;
-    return s.status;
-  }
-
+  // READMEM names its address, so the whole chunk (command, data, status) is repeatable.
+  // Its data phase has no framing to check: a damaged data packet that keeps its length
+  // cannot be told from data (real USB has a CRC on every packet; a garbled status that
+  // follows is caught). Flash verification computes CRCs on the target, not from this.
   std::uint8_t read_chunk(std::uint8_t ap, std::uint32_t address, std::span<std::uint8_t> out,
                           unsigned width) {
-    send(st::cdb_memory(false, width, address, static_cast<std::uint16_t>(out.size()), ap));
-    // The firmware never sends a one-byte packet: a single byte comes padded to two.
-    if (out.size() == 1) {
-      std::array<std::uint8_t, 2> two{};
-      receive(two, kDataTimeout, "READMEM_8BIT");
-      out[0] = two[0];
-    } else {
-      receive(out, kDataTimeout, "READMEM");
-    }
-    return last_rw_status(fault_address_);
+    const std::string what = "READMEM at " + hex32(address);
+    return link_.with_retry(true, what, [&] {
+      link_.send(st::cdb_memory(false, width, address, static_cast<std::uint16_t>(out.size()), ap));
+      // The firmware never sends a one-byte packet: a single byte comes padded to two.
+      if (out.size() == 1) {
+        std::array<std::uint8_t, 2> two{};
+        link_.receive(two, st::kDataTimeout, "READMEM_8BIT");
+        out[0] = two[0];
+      } else {
+        link_.receive(out, st::kDataTimeout, "READMEM");
+      }
+      return rw_status_once();
+    });
   }
 
+  // WRITEMEM is never repeated (retry policy): a fault anywhere in it is Error(probe_io).
   std::uint8_t write_chunk(std::uint8_t ap, std::uint32_t address,
                            std::span<const std::uint8_t> data, unsigned width) {
-    send(st::cdb_memory(true, width, address, static_cast<std::uint16_t>(data.size()), ap));
-    usb_->bulk_write(ep_out_, data, kDataTimeout);
-    return last_rw_status(fault_address_);
+    const std::string what =
+        "WRITEMEM of " + std::to_string(data.size()) + " bytes at " + hex32(address);
+    return link_.with_retry(false, what, [&] {
+      link_.send(st::cdb_memory(true, width, address, static_cast<std::uint16_t>(data.size()), ap));
+      link_.send_bytes(data, st::kDataTimeout);
+      return rw_status_once();
+    });
+  }
+
+  // GETLASTRWSTATUS2 inside an attempt of the caller (no retry of its own).
+  std::uint8_t rw_status_once() {
+    std::array<std::uint8_t, st::kRwStatus2Size> r{};
+    link_.send(st::cdb_get_last_rw_status2());
+    link_.receive(r, st::kCommandTimeout, "GETLASTRWSTATUS2");
+    if (!st::plausible_status(r[0]))
+      throw TransportFault{label() + " answered GETLASTRWSTATUS2 with a garbled answer"};
+    const st::RwStatus s = st::parse_rw_status2(r);
+    fault_address_ = s.fault_address;
+    return s.status;
   }
 
   void finish_memory(std::uint8_t status, bool write, std::uint8_t ap, std::uint32_t address,
@@ -460,9 +469,26 @@ class StLink final : public DapProbe, public NativeMemory {
       case st::StatusClass::fault:
         what = "the target answered FAULT at " + hex32(failed);
         break;
-      case st::StatusClass::no_response:
+      case st::StatusClass::no_response: {
         what = "the target did not answer at " + hex32(failed);
+        // Power lost mid-operation is the usual cause; VTref says so.
+        int mv = -1;
+        try {
+          mv = target_voltage_mv();
+        } catch (const Error&) {
+        }
+        if (mv >= 0) {
+          char v[32];
+          std::snprintf(v, sizeof v, " (VTref %d.%02d V)", mv / 1000, (mv % 1000) / 10);
+          if (mv < 1000) {
+            throw Error(ErrorCategory::target_not_responding,
+                        "target power lost during " + op + v + ": no answer at " + hex32(failed),
+                        "restore the target's supply and run the command again");
+          }
+          what += v;
+        }
         break;
+      }
       default:
         what = "SWD protocol error at " + hex32(failed);
         break;
@@ -471,13 +497,13 @@ class StLink final : public DapProbe, public NativeMemory {
                 label() + ": " + op + ": " + what + " (status " + st::describe_status(status) + ")",
                 c == st::StatusClass::fault
                     ? "the address may be unmapped, or its peripheral not clocked"
-                    : "check that the target is powered and not held in reset");
+                    : "check that the target is powered and not held in reset; if its "
+                      "firmware turns the SWD pins off, try --connect-under-reset");
   }
 
   std::unique_ptr<UsbDevice> usb_;
   ProbeInfo info_;
-  std::uint8_t ep_out_ = 0;
-  std::uint8_t ep_in_ = 0;
+  st::Link link_;  // after usb_ and info_: built from them
   st::Version version_;
   bool connected_ = false;
   std::bitset<256> open_aps_;  // APs INIT_AP has announced in this session

@@ -249,6 +249,12 @@ class LibusbDevice final : public UsbDevice {
                        std::size_t size, std::chrono::milliseconds timeout) {
     int transferred = 0;
     int rc = fn(handle_, endpoint, data, static_cast<int>(size), &transferred, to_ms(timeout));
+    if (rc == LIBUSB_ERROR_PIPE) {
+      // A STALLed endpoint stays halted until the host clears it (USB 2.0 9.4.5, 8.5.3.4;
+      // libusb "libusb_clear_halt"): clear it now so that the driver's next transfer, a
+      // resynchronisation or a retry, can go through. A failure here shows on that transfer.
+      libusb_clear_halt(handle_, endpoint);
+    }
     if (rc != LIBUSB_SUCCESS) {
       fail(rc, std::string(what) + " on endpoint " + hex_byte(endpoint), timeout);
     }
@@ -268,10 +274,16 @@ class LibusbDevice final : public UsbDevice {
     }
     if (rc == LIBUSB_ERROR_TIMEOUT) {
       throw Error(ErrorCategory::timeout,
-                  "probe " + label_ + ": " + what + " timed out" +
-                      (timeout.count() > 0 ? " after " + std::to_string(timeout.count()) + " ms"
-                                           : std::string()),
+                  "USB transfer to probe " + label_ + " timed out (" + what + ": no response in " +
+                      std::to_string(to_ms(timeout)) +
+                      " ms): the probe stopped answering or the cable dropped a packet",
                   "check the probe's USB cable and hub; replug the probe if it keeps happening");
+    }
+    if (rc == LIBUSB_ERROR_PIPE) {
+      throw Error(
+          ErrorCategory::probe_io,
+          "probe " + label_ + " stalled the " + what + " (USB STALL: " + usb_error_text(rc) + ")",
+          "replug the probe; if it keeps happening, update its firmware");
     }
     std::string hint = rc == LIBUSB_ERROR_ACCESS
                            ? "no permission for the USB device: install deploy/ udev rules or run "

@@ -412,6 +412,49 @@ void CortexM::reset(ResetKind kind, bool halt_after, std::chrono::milliseconds t
   if (demcr_during != demcr) mem_.write32(kDemcr, demcr);
 }
 
+// --- Connect under reset ---------------------------------------------------------------------
+
+std::uint32_t CortexM::catch_reset() {
+  if (!examined_) examine();
+  ++runs_;
+  // C1.6.2: DHCSR is reset by a power-on reset only, and C1.6.5: DEMCR.VC_CORERESET makes
+  // the core halt at the reset vector when C_DEBUGEN is set; both can be written while nRST
+  // holds the core in reset (the debug domain is not reset by nRST, RM0090 6.1.2).
+  const std::uint32_t demcr = mem_.read32(kDemcr);
+  mem_.write32(kDhcsr, kDbgKey | kCDebugEn | kCHalt);
+  mem_.write32(kDemcr, demcr | kVcCoreReset);
+  mem_.write32(kDfsr, kDfsrAll);
+  return demcr;
+}
+
+void CortexM::finish_reset_catch(std::uint32_t demcr_before, std::chrono::milliseconds timeout) {
+  Deadline deadline(timeout);
+  Dap& dap = mem_.dap();
+  // Chips that reset the DP with the system drop the power-up request (ADIv5.2 B2.4.2).
+  for (;;) {
+    try {
+      dap.ensure_powered();
+      break;
+    } catch (const Error&) {
+      if (deadline.expired()) throw;
+    }
+  }
+  dap.invalidate();
+  std::uint32_t status = 0;
+  while (((status = dhcsr()) & (kSHalt | kSResetSt)) != kSHalt) {
+    if (deadline.expired()) {
+      throw Error(ErrorCategory::timeout,
+                  "connect under reset: the core did not halt at the reset vector within " +
+                      std::to_string(timeout.count()) + " ms after nRST was released (DHCSR " +
+                      hex32(status) + ")",
+                  (status & kSResetSt) ? "the core is still in reset: check that nRST is wired "
+                                         "to the probe and not held low by the board"
+                                       : "check that the probe's nRST line reaches the target");
+    }
+  }
+  if (!(demcr_before & kVcCoreReset)) mem_.write32(kDemcr, demcr_before);
+}
+
 // --- Algorithm runs --------------------------------------------------------------------------
 
 void CortexM::start_algorithm(const AlgorithmCall& call) {

@@ -120,6 +120,16 @@ class CortexM {
   // do not count): RAM contents put there while halted are still valid while it is unchanged.
   std::uint64_t runs() const { return runs_; }
 
+  // Additions for connect under reset (ARMv7-M ARM C1.6.2 DHCSR, C1.6.5 DEMCR). With nRST
+  // held by the caller: catch_reset() sets DHCSR.C_DEBUGEN | C_HALT and DEMCR.VC_CORERESET,
+  // so that the core stops on the first instruction once the reset ends, before firmware
+  // can take the SWD pins, and returns DEMCR as it was. After the caller released nRST,
+  // finish_reset_catch() powers the debug domain up again if the reset dropped it, waits
+  // (deadline) for S_RESET_ST to read clear and S_HALT, and puts DEMCR back.
+  std::uint32_t catch_reset();
+  void finish_reset_catch(std::uint32_t demcr_before,
+                          std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
+
   // FPB (C1.11) and DWT (C1.8). Error(usage) when all comparators are in use.
   void set_breakpoint(std::uint32_t address);
   void clear_breakpoint(std::uint32_t address);

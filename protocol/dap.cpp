@@ -2,6 +2,7 @@
 // WAIT re-issue. References: ARM IHI 0031 (ADIv5.2), chapters B2 (DP registers), B4
 // (SW-DP protocol), C2 (MEM-AP). MemAp lives in mem_ap.cpp.
 #include <chrono>
+#include <cstdio>
 #include <optional>
 #include <string>
 
@@ -54,8 +55,28 @@ constexpr unsigned kWaitBudget = 16;
 constexpr auto kWaitTimeout = std::chrono::milliseconds(2000);
 
 constexpr const char* kNoResponseHint =
-    "check target power and the SWD wiring; firmware may have disabled the SWD pins — try "
-    "connect under reset";
+    "check target power and the SWD wiring; firmware may have disabled the SWD pins: try "
+    "--connect-under-reset";
+
+constexpr const char* kWaitHint =
+    "the target's bus is stalled (a flash operation that does not end, a hung peripheral): "
+    "reset or power-cycle the target, then run the command again";
+
+// Below this VTref the target is unpowered: STM32 parts need 1.7 V or more (RM0090 5.1,
+// RM0008 5.1 "operating voltage"); probes read a few mV off an open or dead supply.
+constexpr int kPoweredMinMv = 1000;
+
+std::string volts(int mv) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%d.%02d V", mv / 1000, (mv % 1000) / 10);
+  return buf;
+}
+
+// Adds what the Dap was doing to a probe error (which names the probe and the USB fault
+// but not the operation), so that "probe X was unplugged" says during what.
+Error with_context(const Error& e, const char* what) {
+  return Error(e.category(), std::string(e.message()) + " (during " + what + ")", e.hint());
+}
 
 }  // namespace
 
@@ -130,7 +151,8 @@ void Dap::power_up() {
   }
   throw Error(ErrorCategory::target_not_responding,
               "debug power-up not acknowledged (CTRL/STAT " + hex32(ctrl) + ")",
-              "the target may be held in a low-power state or in reset; try connect under reset");
+              "the target may be held in a low-power state, or its firmware turned the debug "
+              "pins off: try --connect-under-reset, and check power and wiring");
 }
 
 bool Dap::ensure_powered() {
@@ -159,6 +181,18 @@ std::uint32_t Dap::clear_sticky_errors() {
   std::uint32_t ctrl = 0;
   queue_dp_read(probe::kDpCtrlStat, &ctrl);
   queue_dp_write(probe::kDpAbort, kAbortClearAll);
+  try {
+    flush_raw("clearing sticky errors");
+    return ctrl;
+  } catch (const Error& e) {
+    if (e.category() != ErrorCategory::target_not_responding) throw;
+  }
+  // A probe that does not know SELECT yet (a new session) writes it before the CTRL/STAT
+  // read, and the DP FAULTs that write while a sticky flag is set (ADIv5.2 B4.2.3). ABORT
+  // needs no SELECT: clear first, then read. The flags that were set are lost, which only
+  // happens for a sticky error left over from before.
+  queue_dp_write(probe::kDpAbort, kAbortClearAll);
+  queue_dp_read(probe::kDpCtrlStat, &ctrl);
   flush_raw("clearing sticky errors");
   return ctrl;
 }
@@ -293,8 +327,17 @@ void Dap::flush_raw(const char* what) {
   record_.clear();
   if (r.ok()) return;
   ++generation_;
+  if (r.ack == probe::DapAck::wait) {
+    // The probe already retried the WAIT (CMSIS-DAP DAP_TransferConfigure WAIT retry,
+    // ST-Link firmware and driver backoff): the debug port stays busy.
+    throw Error(ErrorCategory::timeout,
+                std::string(what) +
+                    ": the target kept answering WAIT past the probe's retries (a WAIT storm: "
+                    "the debug port or its bus stays busy)",
+                kWaitHint);
+  }
   throw Error(
-      r.ack == probe::DapAck::wait ? ErrorCategory::timeout : ErrorCategory::target_not_responding,
+      ErrorCategory::target_not_responding,
       std::string(what) + ": " + std::string(probe::dap_ack_name(r.ack)) + " from the debug port",
       kNoResponseHint);
 }
@@ -305,6 +348,13 @@ void Dap::flush(const char* what) {
     probe::DapFlushResult r;
     try {
       r = probe_.flush();
+    } catch (const Error& e) {
+      std::string where = what;
+      if (!record_.empty() && record_.front().has_memory)
+        where += " at " + hex32(record_.front().address);
+      drop_queue();
+      ++generation_;
+      throw with_context(e, where.c_str());
     } catch (...) {
       drop_queue();
       ++generation_;
@@ -330,10 +380,11 @@ void Dap::flush(const char* what) {
         flush_raw("DAP abort");
       } catch (const Error&) {
       }
-      std::string message = std::string(what) + ": the target kept answering WAIT";
-      if (failed && failed->has_memory) message += " (access to " + hex32(failed->address) + ")";
-      throw Error(ErrorCategory::timeout, message,
-                  "the bus is stalled (flash operation in progress?); retry, or reset the target");
+      std::string message = std::string(what) + ": the target kept answering WAIT (" +
+                            std::to_string(round + 1) +
+                            " re-issues, each after the probe's own WAIT retries)";
+      if (failed && failed->has_memory) message += " at " + hex32(failed->address);
+      throw Error(ErrorCategory::timeout, message, kWaitHint);
     }
     // Keep the data of re-issued blocks alive until this round's flush.
     std::vector<std::vector<std::uint32_t>> keep;
@@ -376,8 +427,24 @@ void Dap::fail(const char* what, probe::DapAck ack, const Op* failed) {
                 std::string(what) + " failed: SWD protocol error (parity)" + where,
                 "lower the SWD clock (adapter speed) and check the wiring");
   }
+  // No ACK after the target answered before: power lost, held in reset, or its SWD pins
+  // taken away. VTref tells the first apart where the probe can measure it (ST-Link).
+  int mv = -1;
+  try {
+    mv = probe_.target_voltage_mv();
+  } catch (const Error&) {
+  }
+  if (mv >= 0 && mv < kPoweredMinMv) {
+    throw Error(ErrorCategory::target_not_responding,
+                "target power lost during " + std::string(what) + where + " (VTref " + volts(mv) +
+                    "): no ACK from the target",
+                "restore the target's supply and run the command again");
+  }
   throw Error(ErrorCategory::target_not_responding,
-              std::string(what) + " failed: no ACK from the target" + where, kNoResponseHint);
+              std::string(what) + " failed: no ACK from the target" + where +
+                  (mv >= 0 ? " (VTref " + volts(mv) + ")" : std::string()) +
+                  ": it lost power, was reset, or its SWD pins were turned off",
+              kNoResponseHint);
 }
 
 }  // namespace probefarm::protocol

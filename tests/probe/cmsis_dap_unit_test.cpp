@@ -317,6 +317,9 @@ TEST(CmsisDapDriver, NoAckAndProtocolErrorInTransfers) {
   EXPECT_EQ(r.completed, 2u);
 }
 
+// A response that does not belong to its request (garbled, stale) is never taken as data:
+// when it keeps coming (every attempt, the resynchronisations included) the flush ends in
+// Error(probe_io) naming the probe and the fault.
 TEST(CmsisDapDriver, MalformedResponsesAreProbeIo) {
   std::vector<std::pair<const char*, Bytes>> bad = {
       {"wrong command", {0x06, 0x01, 0x01, 0, 0, 0, 0}},
@@ -327,27 +330,108 @@ TEST(CmsisDapDriver, MalformedResponsesAreProbeIo) {
   };
   for (const auto& [what, response] : bad) {
     auto [dap, probe] = make_rig(false, 512, 4);
-    dap->scripted.push_back(response);
-    std::uint32_t v = 0;
+    for (int k = 0; k < 32; ++k)
+      dap->scripted.push_back(response);
+    std::uint32_t v = 0xDEAD;
     probe->queue_dp_read(kDpDpidr, &v);
     Error e = expect_error([&] { probe->flush(); });
     EXPECT_EQ(e.category(), ErrorCategory::probe_io) << what;
     EXPECT_NE(e.message().find("FAKE123"), std::string::npos) << what << ": " << e.message();
+    EXPECT_NE(e.message().find("malformed"), std::string::npos) << what << ": " << e.message();
+    EXPECT_EQ(v, 0xDEADu) << what << ": garbled data was stored";
+    // Bounded: three attempts (the first, then two after a resynchronisation each).
+    EXPECT_LE(dap->writes.size(), 8u) << what;
   }
 }
 
+// One garbled response to a run of reads: the driver resynchronises (DAP_Info) and runs the
+// reads again, so the caller sees the right values and no error.
+TEST(CmsisDapDriver, AGarbledResponseToReadsIsRecoveredByResyncAndRetry) {
+  auto [dap, probe] = make_rig(false, 512, 4);
+  Bytes garbled = {0xFA, 0xFE, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF};  // every byte inverted
+  dap->scripted.push_back(garbled);
+  std::uint32_t v = 0;
+  probe->queue_dp_read(kDpDpidr, &v);
+  DapFlushResult r = probe->flush();
+  EXPECT_TRUE(r.ok());
+  EXPECT_EQ(r.completed, 1u);
+  EXPECT_EQ(v, dap->dpidr);
+  // The transfer, the resynchronising DAP_Info (packet count), the transfer again.
+  EXPECT_EQ(dap->commands(), (Bytes{0x05, 0x00, 0x05}));
+  EXPECT_EQ(dap->writes[1], (Bytes{0x00, 0xFE}));
+}
+
+// Responses still owed by the probe (a STALLed IN leaves its answer queued) are read and
+// dropped by the resynchronisation, not taken as the answer to the retry.
+TEST(CmsisDapDriver, ResyncDropsStaleResponses) {
+  auto [dap, probe] = make_rig(false, 512, 4);
+  std::uint32_t v = 0;
+  probe->queue_dp_read(kDpDpidr, &v);
+  // The first read fails (a STALL); the response it should have returned stays queued.
+  dap->fail_read = Error(ErrorCategory::probe_io, "probe FAKE123 stalled the bulk read");
+  DapFlushResult r = probe->flush();
+  EXPECT_TRUE(r.ok());
+  EXPECT_EQ(v, dap->dpidr);
+  EXPECT_EQ(dap->commands(), (Bytes{0x05, 0x00, 0x05}));
+}
+
+// A run that writes memory (DRW) may have executed when its response was lost: it is never
+// sent again. The error names the fault and says why it was not repeated.
+TEST(CmsisDapDriver, ALostResponseToMemoryWritesIsNotRepeated) {
+  auto [dap, probe] = make_rig(false, 512, 4);
+  probe->queue_ap_write(0, 0x04, 0x20000000);  // TAR
+  probe->queue_ap_write(0, 0x0C, 0x11111111);  // DRW
+  dap->fail_read = Error(ErrorCategory::timeout,
+                         "USB transfer to probe FAKE123 timed out (no response in 1000 ms)");
+  Error e = expect_error([&] { probe->flush(); });
+  EXPECT_EQ(e.category(), ErrorCategory::probe_io);
+  EXPECT_NE(e.message().find("timed out"), std::string::npos) << e.message();
+  EXPECT_NE(e.message().find("not repeated"), std::string::npos) << e.message();
+  EXPECT_EQ(dap->drw_writes.size(), 1u) << "the DRW write was sent again";
+  // The stream was resynchronised for whoever comes next.
+  std::uint32_t v = 0;
+  probe->queue_dp_read(kDpDpidr, &v);
+  EXPECT_TRUE(probe->flush().ok());
+  EXPECT_EQ(v, dap->dpidr);
+}
+
+// A DRW read relies on TAR: a run that reads DRW without writing TAR first is not repeated
+// (TAR moved on); with the TAR write in the run it is.
+TEST(CmsisDapDriver, DrwReadsAreRepeatedOnlyWithTheirTarWrite) {
+  {
+    auto [dap, probe] = make_rig(false, 512, 4);
+    std::uint32_t v = 0;
+    probe->queue_ap_read(0, 0x0C, &v);
+    dap->fail_read = Error(ErrorCategory::timeout, "probe FAKE123 timed out");
+    Error e = expect_error([&] { probe->flush(); });
+    EXPECT_EQ(e.category(), ErrorCategory::probe_io);
+  }
+  {
+    auto [dap, probe] = make_rig(false, 512, 4);
+    std::uint32_t v = 0;
+    probe->queue_ap_write(0, 0x04, 0x20000000);
+    probe->queue_ap_read(0, 0x0C, &v);
+    dap->fail_read = Error(ErrorCategory::timeout, "probe FAKE123 timed out");
+    EXPECT_TRUE(probe->flush().ok());
+  }
+}
+
+// An unplug is not retried and keeps its message; a single timeout of a setup command is
+// retried (it is repeatable) and succeeds; a timeout that keeps coming becomes probe_io.
 TEST(CmsisDapDriver, UsbErrorsPropagateUnchanged) {
   auto [dap, probe] = make_rig(false, 512, 4);
   dap->fail_read = Error(ErrorCategory::probe_io, "probe FAKE123 was unplugged", "replug");
   std::uint32_t v = 0;
   probe->queue_dp_read(kDpDpidr, &v);
+  const std::size_t before = dap->writes.size();
   Error e = expect_error([&] { probe->flush(); });
   EXPECT_EQ(e.category(), ErrorCategory::probe_io);
   EXPECT_EQ(std::string(e.message()), "probe FAKE123 was unplugged");
+  EXPECT_EQ(dap->writes.size(), before + 1) << "an unplug was retried";
 
-  dap->fail_read = Error(ErrorCategory::timeout, "probe FAKE123 did not answer");
-  Error t = expect_error([&] { probe->set_speed_khz(100); });
-  EXPECT_EQ(t.category(), ErrorCategory::timeout);
+  auto [dap2, probe2] = make_rig(false, 512, 4);
+  dap2->fail_read = Error(ErrorCategory::timeout, "probe FAKE123 did not answer");
+  EXPECT_EQ(probe2->set_speed_khz(100), 100u);
 }
 
 TEST(CmsisDapDriver, SpeedAndResetPins) {

@@ -411,5 +411,77 @@ TEST(StLinkDriver, UnplugSurfacesUnchanged) {
   probe.reset();
 }
 
+// --- Transport faults (retry policy in stlink.cpp) --------------------------------------------
+
+// A garbled GET_VERSION (VID/PID do not match the USB descriptor) is not taken as the
+// version: the driver drains and asks again.
+TEST(StLinkDriver, GarbledVersionIsAskedAgain) {
+  auto s = v2();
+  s->garble_reads = 1;
+  auto probe = make_fake_stlink(s);
+  EXPECT_EQ(probe->info().firmware_version, "V2J40S7");
+  EXPECT_EQ(s->count(stc::kGetVersion), 2u);
+}
+
+// A lost or garbled answer to a register read is retried; the value is the real one.
+TEST(StLinkDriver, LostAndGarbledRegisterAnswersAreRetried) {
+  for (bool garble : {false, true}) {
+    auto s = v2();
+    auto probe = connected(s);
+    s->regs[0xFFFFu << 16 | 0x4] = 0x23000052;  // DP CTRL/STAT
+    (garble ? s->garble_reads : s->lose_answers) = 1;
+    std::uint32_t v = 0;
+    probe->queue_dp_read(kDpCtrlStat, &v);
+    EXPECT_TRUE(probe->flush().ok()) << garble;
+    EXPECT_EQ(v, 0x23000052u) << garble;
+    EXPECT_EQ(s->debug_count(stc::kReadDapReg), 2u) << garble;
+  }
+}
+
+// Faults that keep coming end in Error(probe_io) naming the fault, after a bounded number
+// of attempts.
+TEST(StLinkDriver, PersistentTimeoutsEndInProbeIo) {
+  auto s = v2();
+  auto probe = connected(s);
+  s->lose_answers = 100;
+  std::uint32_t v = 0;
+  probe->queue_dp_read(kDpCtrlStat, &v);
+  Error e = expect_error([&] { probe->flush(); });
+  EXPECT_EQ(e.category(), ErrorCategory::probe_io);
+  EXPECT_NE(e.message().find("timed out"), std::string::npos) << e.message();
+  EXPECT_EQ(s->debug_count(stc::kReadDapReg), 3u);
+}
+
+// A WRITEMEM whose status answer was lost may have written: it is never repeated.
+TEST(StLinkDriver, LostWriteMemIsNotRepeated) {
+  auto s = v2();
+  auto probe = connected(s);
+  std::vector<std::uint8_t> data(64, 0x5A);
+  probe->native_memory()->write(0, 0x20000000, data, 32);  // INIT_AP done
+  s->cdbs.clear();
+  s->lose_answers = 1;  // the GETLASTRWSTATUS2 answer
+  Error e = expect_error([&] { probe->native_memory()->write(0, 0x20000000, data, 32); });
+  EXPECT_EQ(e.category(), ErrorCategory::probe_io);
+  EXPECT_NE(e.message().find("not repeated"), std::string::npos) << e.message();
+  EXPECT_EQ(s->debug_count(stc::kWriteMem32), 1u);
+}
+
+// READMEM names its address: a lost data phase is read again, not taken short.
+TEST(StLinkDriver, LostReadMemIsRepeated) {
+  auto s = v2();
+  auto probe = connected(s);
+  for (std::size_t i = 0; i < 64; ++i)
+    s->mem[i] = static_cast<std::uint8_t>(i);
+  std::vector<std::uint8_t> warm(4);
+  probe->native_memory()->read(0, 0x20000000, warm, 32);  // INIT_AP done
+  s->cdbs.clear();
+  s->lose_answers = 1;
+  std::vector<std::uint8_t> out(64);
+  probe->native_memory()->read(0, 0x20000000, out, 32);
+  EXPECT_EQ(s->debug_count(stc::kReadMem32), 2u);
+  for (std::size_t i = 0; i < 64; ++i)
+    EXPECT_EQ(out[i], i);
+}
+
 }  // namespace
 }  // namespace probefarm::probe::test

@@ -37,6 +37,11 @@ struct FakeStLinkState {
   std::vector<std::uint32_t> com_freqs = {24000, 8000, 3300, 1000, 200, 50, 5};
   std::uint32_t adc0 = 1489, adc1 = 2048;  // 3.3 V
   bool unplugged = false;
+  // Transport faults: the next `lose_answers` answers are lost (the read times out, as when
+  // a USB packet is dropped); the next `garble_reads` reads come back with every byte
+  // inverted.
+  unsigned lose_answers = 0;
+  unsigned garble_reads = 0;
 
   // What the host sent.
   std::vector<stc::Cdb> cdbs;
@@ -83,10 +88,20 @@ class FakeStLinkDevice final : public FakeUsbDevice {
                         std::chrono::milliseconds timeout) override {
     check_alive(timeout);
     s_->in_endpoints.push_back(ep);
+    if (!answers_.empty() && s_->lose_answers > 0) {
+      --s_->lose_answers;
+      answers_.pop_front();
+      throw Error(ErrorCategory::timeout, "USB transfer to probe FAKE timed out");
+    }
     if (answers_.empty()) throw Error(ErrorCategory::timeout, "bulk read timed out");
     auto& front = answers_.front();
     const std::size_t n = std::min(front.size(), data.size());
     std::copy_n(front.begin(), n, data.begin());
+    if (s_->garble_reads > 0) {
+      --s_->garble_reads;
+      for (std::size_t i = 0; i < n; ++i)
+        data[i] = static_cast<std::uint8_t>(~data[i]);
+    }
     front.erase(front.begin(), front.begin() + static_cast<long>(n));
     if (front.empty()) answers_.pop_front();
     return n;

@@ -223,6 +223,38 @@ TEST_P(CortexMChip, ResetKinds) {
   }
 }
 
+// Connect under reset (catch_reset / finish_reset_catch): with the SWD-OFF jumper fitted the
+// demo takes the SWD pins after reset, so a plain reset-and-run loses the DAP; with nRST
+// held while the catch is armed, the core halts at the reset vector with the pins still
+// SWD, and VC_CORERESET is cleared again.
+TEST_P(CortexMChip, ResetCatchUnderNrstHaltsBeforeTheFirmwareRuns) {
+  target_.board().set_swd_off_jumper(true);
+  probe_.set_nrst(true);
+  const std::uint32_t demcr = core_->catch_reset();
+  EXPECT_EQ(demcr & 1u, 0u);
+  probe_.set_nrst(false);
+  ASSERT_NO_THROW(core_->finish_reset_catch(demcr));
+  EXPECT_TRUE(target_.board().swd_pins_connected()) << "the firmware ran and took the pins";
+  EXPECT_TRUE(core_->is_halted());
+  EXPECT_TRUE(core_->halt_reason().vector_catch);
+  EXPECT_EQ(core_->read_register(CoreRegister::pc), reset_vector());
+  EXPECT_EQ(mem_->read32(kDemcr) & 1u, 0u) << "VC_CORERESET cleared again";
+
+  // Without the catch, the same firmware takes the pins: the DAP stops answering, and the
+  // error suggests connecting under reset.
+  try {
+    core_->resume();
+    for (int i = 0; i < 3; ++i)
+      core_->is_halted();
+    ADD_FAILURE() << "the DAP answered with the SWD pins off";
+  } catch (const Error& e) {
+    EXPECT_FALSE(target_.board().swd_pins_connected());
+    EXPECT_EQ(e.category(), ErrorCategory::target_not_responding);
+    EXPECT_NE(e.hint().find("--connect-under-reset"), std::string::npos) << e.hint();
+  }
+  target_.board().set_swd_off_jumper(false);
+}
+
 // adds r0, r0, r1; bx lr — returning into a BKPT.
 TEST_P(CortexMChip, RunAlgorithmReturnsR0) {
   core_->halt();

@@ -255,7 +255,7 @@ TEST_P(DapChip, NoResponseWhenPinsAreOff) {
     FAIL() << "no error";
   } catch (const Error& e) {
     EXPECT_EQ(e.category(), ErrorCategory::target_not_responding);
-    EXPECT_NE(e.hint().find("connect under reset"), std::string::npos);
+    EXPECT_NE(e.hint().find("--connect-under-reset"), std::string::npos);
   }
   target_.board().swd().set_pins_connected(true);
   // The DP kept its state; the MemAp re-sends CSW/TAR after the failure.
