@@ -16,12 +16,18 @@ namespace {
 
 using nlohmann::json;
 
+std::vector<flash::ProtectionGroup> protected_groups(const flash::ChipInfo& chip,
+                                                     const flash::OptionBytes& ob) {
+  std::vector<flash::ProtectionGroup> out;
+  for (const auto& g : flash::protection_groups(chip))
+    if (flash::group_protected(chip, ob, g)) out.push_back(g);
+  return out;
+}
+
 json groups_json(const flash::ChipInfo& chip, const flash::OptionBytes& ob) {
   json out = json::array();
-  for (const auto& g : flash::protection_groups(chip)) {
-    if (flash::group_protected(chip, ob, g))
-      out.push_back({{"address", g.address}, {"size", g.size}});
-  }
+  for (const auto& g : protected_groups(chip, ob))
+    out.push_back({{"address", g.address}, {"size", g.size}});
   return out;
 }
 
@@ -53,14 +59,6 @@ std::string ranges_text(const std::vector<flash::ProtectionGroup>& groups) {
     out += probe::hex32(g.address) + "+" + flash::size_text(g.size);
   }
   return out.empty() ? "none" : out;
-}
-
-std::vector<flash::ProtectionGroup> protected_groups(const flash::ChipInfo& chip,
-                                                     const flash::OptionBytes& ob) {
-  std::vector<flash::ProtectionGroup> out;
-  for (const auto& g : flash::protection_groups(chip))
-    if (flash::group_protected(chip, ob, g)) out.push_back(g);
-  return out;
 }
 
 }  // namespace

@@ -52,7 +52,28 @@ class LoaderSession {
 
   std::uint32_t ring_size() const { return ring_size_; }
 
+  // The loader's CRC runs one instruction per core cycle, so at the reset clock (HSI: 8 MHz
+  // on F1/F3, 16 MHz on F4/F7) a CRC of a whole flash takes longer than the USB traffic of
+  // an operation. raise_clock() switches SYSCLK to the PLL fed by HSI (64 MHz F1/F3,
+  // 168 MHz F4, 180 MHz F7), wait states first; restore_clock() puts back every register it
+  // changed. Only from the reset configuration (SYSCLK = HSI, PLL off): a clock the
+  // firmware set up is left alone. Both are no-ops when there is nothing to do; both throw
+  // Error(timeout) when the RCC does not follow within a deadline.
+  void raise_clock();
+  void restore_clock();
+  bool clock_raised() const { return saved_clock_.raised; }
+  // While on, CRC runs of 16 KiB or more and program() raise the clock first (the loader's
+  // per-unit overhead is counted in core cycles too); set_fast_crc(false) restores it.
+  void set_fast_crc(bool on);
+
  private:
+  struct SavedClock {
+    bool raised = false;
+    std::uint32_t cr = 0, cfgr = 0, pllcfgr = 0, acr = 0;
+  };
+  SavedClock saved_clock_;
+  bool fast_crc_ = false;
+
   Target& target_;
   std::uint32_t params_ = 0;  // struct pf_program
   std::uint32_t ring_ = 0;

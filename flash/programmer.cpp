@@ -91,6 +91,50 @@ void unlocked(Stm32Flash& driver, Work&& work) {
   driver.lock();
 }
 
+// Lets the on-target CRCs of one operation run at a raised SYSCLK
+// (LoaderSession::set_fast_crc) and puts the clock back however the operation ends. After
+// an error the restore is best effort: the original error is what the user needs.
+class FastClock {
+ public:
+  // The wait states LoaderSession::raise_clock sets are those for 2.7-3.6 V (RM0090 3.5.1
+  // Table 10 and its equivalents); below, the clock is not touched.
+  explicit FastClock(LoaderSession& session, unsigned supply_mv = 3300) : session_(session) {
+    if (supply_mv >= 2700) session_.set_fast_crc(true);
+  }
+  ~FastClock() {
+    if (restored_) return;
+    try {
+      session_.set_fast_crc(false);
+    } catch (...) {
+    }
+  }
+  FastClock(const FastClock&) = delete;
+  FastClock& operator=(const FastClock&) = delete;
+  void restore() {
+    restored_ = true;
+    session_.set_fast_crc(false);
+  }
+
+ private:
+  LoaderSession& session_;
+  bool restored_ = false;
+};
+
+// Runs one step; a probe or target failure in it says which step it interrupted ("probe X
+// was unplugged (during ...) during erase of sector 5"), keeping its category and hint.
+template <typename F>
+void in_phase(const std::string& phase, F&& step) {
+  try {
+    step();
+  } catch (const Error& e) {
+    if (e.category() != ErrorCategory::probe_io &&
+        e.category() != ErrorCategory::target_not_responding &&
+        e.category() != ErrorCategory::timeout)
+      throw;
+    throw Error(e.category(), std::string(e.message()) + " during " + phase, e.hint());
+  }
+}
+
 }  // namespace
 
 Programmer::Programmer(Target& target, ProgressFn progress)
@@ -124,7 +168,7 @@ void add_chained(std::vector<CrcRequest>& requests, const std::vector<Range>& ra
 }  // namespace
 
 std::vector<SectorCrc> Programmer::measure(const Image& image, const FlashOptions& options,
-                                           std::vector<std::vector<std::uint32_t>>* covered) {
+                                           std::vector<MeasuredCrc>* image_crcs) {
   const ChipInfo& chip = target_.chip();
   const unsigned psize = psize_for_supply(chip, options.supply_mv);
   LoaderSession& session = *loader_;
@@ -171,25 +215,38 @@ std::vector<SectorCrc> Programmer::measure(const Image& image, const FlashOption
     requests.push_back(
         {chip.sectors[runs[r].first].address, static_cast<std::uint32_t>(runs[r].size)});
   }
-  // The covered ranges ride along: when nothing is written after all (the image is already
-  // there), they are the verification, taken after the last write, at the cost of a few
-  // more CRC bytes instead of another loader run.
+  // The image's CRCs ride along: when nothing is written after all (the image is already
+  // there), they are the verification, taken after the last write. A run of sectors the
+  // image covers whole needs nothing more (its CRC is the image's), other sectors one CRC
+  // per covered range, at the cost of a few more table entries instead of another run.
   const std::size_t runs_requested = requests.size();
-  if (covered) {
-    covered->assign(chip.sectors.size(), {});
-    for (std::size_t k = 0; k < chip.sectors.size(); ++k) {
-      if (!touched[k]) continue;
-      for (const Range& r : covered_ranges(image, chip.sectors[k]))
+  std::vector<bool> whole_run(touched_runs.size(), true);
+  std::vector<std::pair<std::size_t, Range>> range_requests;  // (touched run, range)
+  for (std::size_t t = 0; t < touched_runs.size(); ++t) {
+    const Run& run = runs[touched_runs[t]];
+    for (std::size_t k = run.first; k < run.last; ++k)
+      whole_run[t] = whole_run[t] && uncovered_ranges(image, chip.sectors[k]).empty();
+    if (!image_crcs || whole_run[t]) continue;
+    for (std::size_t k = run.first; k < run.last; ++k) {
+      for (const Range& r : covered_ranges(image, chip.sectors[k])) {
+        range_requests.push_back({t, r});
         requests.push_back({r.address, r.size});
+      }
     }
   }
   std::vector<std::uint32_t> run_crcs = session.crc32_many(requests);
-  if (covered) {
+  if (image_crcs) {
+    image_crcs->clear();
     std::size_t next = runs_requested;
-    for (std::size_t k = 0; k < chip.sectors.size(); ++k) {
-      if (!touched[k]) continue;
-      for (std::size_t n = covered_ranges(image, chip.sectors[k]).size(); n > 0; --n)
-        (*covered)[k].push_back(run_crcs[next++]);
+    for (std::size_t t = 0; t < touched_runs.size(); ++t) {
+      const Run& run = runs[touched_runs[t]];
+      if (whole_run[t]) {
+        image_crcs->push_back(
+            {{chip.sectors[run.first].address, static_cast<std::uint32_t>(run.size)}, run_crcs[t]});
+        continue;
+      }
+      for (; next < requests.size() && range_requests[next - runs_requested].first == t; ++next)
+        image_crcs->push_back({range_requests[next - runs_requested].second, run_crcs[next]});
     }
   }
 
@@ -301,25 +358,22 @@ FlashReport Programmer::flash(const Image& image, const FlashOptions& options) {
   Stm32Flash driver(target_.memory(), chip);
   // Read protection first: with it, nothing below could succeed.
   driver.check_writable({});
+  FastClock fast(session, options.supply_mv);
   FlashReport rep;
-  // CRCs of the skipped sectors' image bytes, when the programmed runs' verification
-  // computed them in its loader run (in plan order, covered ranges in order).
-  std::vector<std::uint32_t> skipped_crcs;
+  // CRCs of the skipped sectors' image bytes, when the measurement or the programmed runs'
+  // verification computed them in its loader run.
+  std::vector<MeasuredCrc> skipped_crcs;
   bool skipped_measured = false;
   const bool crc_verify = options.verify && !options.readback_verify;
-  std::vector<std::vector<std::uint32_t>> covered_crcs;
-  rep.plan = make_plan(chip, image, measure(image, options, crc_verify ? &covered_crcs : nullptr),
-                       options);
+  std::vector<MeasuredCrc> image_crcs;
+  rep.plan =
+      make_plan(chip, image, measure(image, options, crc_verify ? &image_crcs : nullptr), options);
   const Plan& plan = rep.plan;
   if (crc_verify && !plan.mass_erase &&
       std::all_of(plan.sectors.begin(), plan.sectors.end(),
                   [](const SectorPlan& sp) { return sp.action == SectorAction::skip; })) {
-    // Nothing will be written: the measured CRCs of the covered ranges are the verification.
-    for (const SectorPlan& sp : plan.sectors) {
-      const auto& crcs =
-          covered_crcs[static_cast<std::size_t>(chip.sector_index(sp.sector.address))];
-      skipped_crcs.insert(skipped_crcs.end(), crcs.begin(), crcs.end());
-    }
+    // Nothing will be written: the measured CRCs of the image bytes are the verification.
+    skipped_crcs = std::move(image_crcs);
     skipped_measured = true;
   }
 
@@ -369,7 +423,7 @@ FlashReport Programmer::flash(const Image& image, const FlashOptions& options) {
     unlocked(driver, [&] {
       if (plan.mass_erase) {
         report("erase", 0, chip.flash_size);
-        driver.mass_erase(psize);
+        in_phase("mass erase", [&] { driver.mass_erase(psize); });
         rep.sectors_erased = static_cast<unsigned>(chip.sectors.size());
         report("erase", chip.flash_size, chip.flash_size);
       } else {
@@ -380,8 +434,9 @@ FlashReport Programmer::flash(const Image& image, const FlashOptions& options) {
         if (erase_total > 0) report("erase", 0, erase_total);
         for (const SectorPlan& sp : plan.sectors) {
           if (sp.action != SectorAction::erase_program) continue;
-          driver.erase_sector(static_cast<std::size_t>(chip.sector_index(sp.sector.address)),
-                              psize);
+          const auto index = static_cast<std::size_t>(chip.sector_index(sp.sector.address));
+          in_phase("erase of sector " + std::to_string(index),
+                   [&] { driver.erase_sector(index, psize); });
           ++rep.sectors_erased;
           erase_done += sp.sector.size;
           report("erase", erase_done, erase_total);
@@ -394,8 +449,10 @@ FlashReport Programmer::flash(const Image& image, const FlashOptions& options) {
       report("program", 0, total);
       std::uint64_t before = 0;
       for (const Piece& run : runs) {
-        session.program(run.address, run.data, psize,
-                        [&](std::uint64_t n) { report("program", before + n, total); });
+        in_phase("programming at " + hex(run.address), [&] {
+          session.program(run.address, run.data, psize,
+                          [&](std::uint64_t n) { report("program", before + n, total); });
+        });
         before += run.data.size();
       }
       rep.bytes_programmed = total;
@@ -419,11 +476,12 @@ FlashReport Programmer::flash(const Image& image, const FlashOptions& options) {
         }
       }
       report("verify", 0, total);
-      skipped_crcs = session.crc32_many(requests);
+      std::vector<std::uint32_t> crcs;
+      in_phase("verify", [&] { crcs = session.crc32_many(requests); });
       for (std::size_t i = 0; i < runs.size(); ++i) {
         const Piece& run = runs[i];
         const auto n = static_cast<std::uint32_t>(run.data.size());
-        if (skipped_crcs[i] != crc32(run.data)) {
+        if (crcs[i] != crc32(run.data)) {
           verify_ranges(image, true);  // names the first bad image byte, if it is one
           throw Error(ErrorCategory::verify,
                       "kept bytes in " + hex(run.address) + ".." + hex(run.address + n - 1) +
@@ -433,31 +491,31 @@ FlashReport Programmer::flash(const Image& image, const FlashOptions& options) {
         done += n;
         report("verify", done, total);
       }
-      skipped_crcs.erase(skipped_crcs.begin(),
-                         skipped_crcs.begin() + static_cast<std::ptrdiff_t>(runs.size()));
+      for (std::size_t i = runs.size(); i < requests.size(); ++i)
+        skipped_crcs.push_back({{requests[i].address, requests[i].length}, crcs[i]});
       skipped_measured = options.verify && !options.readback_verify;
     }
   }
 
   if (options.readback_verify) {
-    verify_ranges(image, true);
+    in_phase("verify", [&] { verify_ranges(image, true); });
     rep.verified = true;
   } else if (options.verify) {
-    std::vector<Range> skipped;
-    for (const SectorPlan& sp : plan.sectors) {
-      if (sp.action != SectorAction::skip) continue;
-      for (const Range& r : covered_ranges(image, sp.sector))
-        skipped.push_back(r);
-    }
     if (!skipped_measured) {
       std::vector<CrcRequest> requests;
-      for (const Range& r : skipped)
-        requests.push_back({r.address, r.size});
-      skipped_crcs = session.crc32_many(requests);
+      for (const SectorPlan& sp : plan.sectors) {
+        if (sp.action != SectorAction::skip) continue;
+        for (const Range& r : covered_ranges(image, sp.sector))
+          requests.push_back({r.address, r.size});
+      }
+      std::vector<std::uint32_t> crcs;
+      in_phase("verify", [&] { crcs = session.crc32_many(requests); });
+      for (std::size_t i = 0; i < requests.size(); ++i)
+        skipped_crcs.push_back({{requests[i].address, requests[i].length}, crcs[i]});
     }
-    for (std::size_t i = 0; i < skipped.size(); ++i) {
-      const Range& r = skipped[i];
-      if (skipped_crcs[i] != crc32(image_bytes(image, r))) {
+    for (const MeasuredCrc& m : skipped_crcs) {
+      const Range& r = m.range;
+      if (m.crc != crc32(image_bytes(image, r))) {
         verify_ranges(image, false);
         throw Error(ErrorCategory::verify,
                     "CRC-32 of " + hex(r.address) + ".." + hex(r.address + r.size - 1) +
@@ -467,12 +525,18 @@ FlashReport Programmer::flash(const Image& image, const FlashOptions& options) {
     }
     rep.verified = true;
   }
+  fast.restore();
   return rep;
 }
 
 void Programmer::verify(const Image& image, bool readback) {
-  load();
-  verify_ranges(image, readback);
+  // Under read protection the loader's CRCs would not be of the flash (the chip blocks its
+  // reads once a debugger is attached): refuse, naming the protection.
+  Stm32Flash(target_.memory(), target_.chip())
+      .check_readable(target_.chip().flash_base, target_.chip().flash_size);
+  FastClock fast(load());
+  in_phase("verify", [&] { verify_ranges(image, readback); });
+  fast.restore();
 }
 
 void Programmer::verify_ranges(const Image& image, bool readback) {
@@ -565,6 +629,8 @@ void Programmer::verify_ranges(const Image& image, bool readback) {
 }
 
 void Programmer::read(std::uint32_t address, std::span<std::uint8_t> out) {
+  Stm32Flash(target_.memory(), target_.chip())
+      .check_readable(address, static_cast<std::uint32_t>(out.size()));
   constexpr std::size_t kChunk = 16 * 1024;
   report("read", 0, out.size());
   for (std::size_t off = 0; off < out.size(); off += kChunk) {
@@ -602,7 +668,7 @@ void Programmer::erase(std::uint32_t address, std::uint32_t size) {
                 hint);
   }
   const unsigned psize = psize_for_supply(chip, 3300);
-  load();
+  FastClock fast(load());
   std::vector<std::size_t> sectors;
   for (int i = first; i <= last; ++i)
     sectors.push_back(static_cast<std::size_t>(i));
@@ -612,28 +678,30 @@ void Programmer::erase(std::uint32_t address, std::uint32_t size) {
     std::uint64_t done = 0;
     report("erase", 0, size);
     for (std::size_t i : sectors) {
-      driver.erase_sector(i, psize);
+      in_phase("erase of sector " + std::to_string(i), [&] { driver.erase_sector(i, psize); });
       done += chip.sectors[i].size;
       report("erase", done, size);
     }
   });
   check_blank(address, size);
+  fast.restore();
 }
 
 void Programmer::mass_erase() {
   const ChipInfo& chip = target_.chip();
   const unsigned psize = psize_for_supply(chip, 3300);
-  load();
+  FastClock fast(load());
   std::vector<std::size_t> all(chip.sectors.size());
   std::iota(all.begin(), all.end(), std::size_t{0});
   Stm32Flash driver(target_.memory(), chip);
   driver.check_writable(all);
   unlocked(driver, [&] {
     report("erase", 0, chip.flash_size);
-    driver.mass_erase(psize);
+    in_phase("mass erase", [&] { driver.mass_erase(psize); });
     report("erase", chip.flash_size, chip.flash_size);
   });
   check_blank(chip.flash_base, chip.flash_size);
+  fast.restore();
 }
 
 }  // namespace probefarm::flash

@@ -51,10 +51,16 @@ class Programmer {
 
  private:
   LoaderSession& load();
-  // `covered` (when not null): per chip sector, the CRC of each covered range of the image,
-  // taken in the first loader run of the measurement (empty for untouched sectors).
+  // A CRC-32 of image bytes measured on the target.
+  struct MeasuredCrc {
+    Range range;
+    std::uint32_t crc = 0;
+  };
+  // `image_crcs` (when not null): the CRCs of every image byte in the touched sectors, taken
+  // in the first loader run of the measurement: one per run of sectors the image covers
+  // whole (that run's CRC), else one per covered range of each sector.
   std::vector<SectorCrc> measure(const Image& image, const FlashOptions& options,
-                                 std::vector<std::vector<std::uint32_t>>* covered = nullptr);
+                                 std::vector<MeasuredCrc>* image_crcs = nullptr);
   void verify_ranges(const Image& image, bool readback);
   void check_blank(std::uint32_t address, std::uint32_t size);
   void report(std::string_view phase, std::uint64_t done, std::uint64_t total);

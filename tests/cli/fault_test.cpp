@@ -104,6 +104,7 @@ TEST_P(TargetFaultTest, UnplugDuringErase) {
       });
   ASSERT_TRUE(run.injected) << "the erase ended before the unplug\n" << said(run.result);
   expect_failure(run.result, 5, "probe_io", "unplugged");
+  expect_failure(run.result, 5, "probe_io", "during erase of sector");
   EXPECT_LT(counter(sim, serial, "sectors_erased") - erased_before, 12u)
       << "the unplug did not land during the erase";
 
@@ -131,6 +132,7 @@ TEST_P(TargetFaultTest, UnplugDuringProgram) {
       });
   ASSERT_TRUE(run.injected) << said(run.result);
   expect_failure(run.result, 5, "probe_io", "unplugged");
+  expect_failure(run.result, 5, "probe_io", "during programming at 0x08000000");
   EXPECT_LT(counter(sim, serial, "bytes_programmed"), 768u * 1024)
       << "the unplug did not land during programming";
 
@@ -170,6 +172,7 @@ TEST_P(TargetFaultTest, UnplugDuringVerify) {
   }
   ASSERT_TRUE(landed) << "every run verified before the unplug came";
   expect_failure(run.result, 5, "probe_io", "unplugged");
+  expect_failure(run.result, 5, "probe_io", "during verify");
 
   ASSERT_EQ(sim.ctl({"replug", serial}), 0);
   expect_flashed(probefarm({"--json", "flash", image, "--address", "0x08000000"}));
@@ -189,6 +192,7 @@ TEST_P(TargetFaultTest, PowerOffMidWrite) {
       });
   ASSERT_TRUE(run.injected) << said(run.result);
   expect_failure(run.result, 6, "target_not_responding", "power");
+  expect_failure(run.result, 6, "target_not_responding", "during programming at");
 
   ASSERT_EQ(sim.ctl({"power", serial, "on"}), 0);
   expect_flashed(probefarm({"--json", "flash", image, "--address", "0x08000000"}));

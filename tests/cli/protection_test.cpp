@@ -124,6 +124,16 @@ TEST(CliProtection, ReadProtectedChipAttachesRefusesFlashAndUnlocks) {
   EXPECT_TRUE(has(j["error"]["message"].get<std::string>(), "read protection level 1")) << r.out;
   EXPECT_TRUE(has(j["error"]["hint"].get<std::string>(), "probefarm unlock --yes")) << r.out;
 
+  // Neither a read nor a verify may pass for an answer: the chip blocks the flash.
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--json", "verify", demo},
+        std::vector<std::string>{"--json", "read", "0x08000000", "1K", sim.dir() + "/r.bin"}}) {
+    r = probefarm(args);
+    EXPECT_EQ(r.status, 7) << said(r);
+    EXPECT_TRUE(has(json_of(r)["error"]["message"].get<std::string>(), "read protection level 1"))
+        << r.out;
+  }
+
   r = probefarm({"unlock"});
   EXPECT_EQ(r.status, 2) << said(r);  // --yes is required
 
