@@ -111,21 +111,26 @@ constexpr FieldDef kBorLev = {"BOR_LEV",
                               {"BOR level 3 (2.70-3.60 V)", "BOR level 2 (2.40-2.70 V)",
                                "BOR level 1 (2.10-2.40 V)", "BOR off (POR/PDR only)"}};
 
+// RM0090 3.9.6 / RM0385 3.7.6 FLASH_OPTCR bits 6 and 7, the same on the F4 and F7.
+constexpr FieldDef kRstStop = {"nRST_STOP",
+                               Word::user,
+                               6,
+                               1,
+                               {"reset when entering Stop mode", "no reset entering Stop mode"}};
+constexpr FieldDef kRstStdby = {
+    "nRST_STDBY",
+    Word::user,
+    7,
+    1,
+    {"reset when entering Standby mode", "no reset entering Standby mode"}};
+
 // RM0090 3.9.6 FLASH_OPTCR (F40x/41x): BOR_LEV, WDG_SW, nRST_STOP, nRST_STDBY, nWRP[11:0].
 const std::vector<FieldDef>& f4_fields() {
   static const std::vector<FieldDef> k = {
       kBorLev,
       {"WDG_SW", Word::user, 5, 1, {"hardware watchdog", "software watchdog"}},
-      {"nRST_STOP",
-       Word::user,
-       6,
-       1,
-       {"reset when entering Stop mode", "no reset entering Stop mode"}},
-      {"nRST_STDBY",
-       Word::user,
-       7,
-       1,
-       {"reset when entering Standby mode", "no reset entering Standby mode"}},
+      kRstStop,
+      kRstStdby,
       {"nWRP", Word::wrp, 0, 12, {}},
   };
   return k;
@@ -143,16 +148,8 @@ const std::vector<FieldDef>& f7_fields() {
        5,
        1,
        {"hardware independent watchdog", "software independent watchdog"}},
-      {"nRST_STOP",
-       Word::user,
-       6,
-       1,
-       {"reset when entering Stop mode", "no reset entering Stop mode"}},
-      {"nRST_STDBY",
-       Word::user,
-       7,
-       1,
-       {"reset when entering Standby mode", "no reset entering Standby mode"}},
+      kRstStop,
+      kRstStdby,
       {"IWDG_STDBY",
        Word::user,
        30,
