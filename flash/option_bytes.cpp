@@ -53,20 +53,27 @@ std::uint32_t mask_of(unsigned width) {
   return width >= 32 ? 0xFFFFFFFFu : (1u << width) - 1;
 }
 
+// PM0075 2.5 / RM0316 4.5 USER byte bits 0-2, the same on the F1 and F3.
+constexpr FieldDef kF1WdgSw = {
+    "WDG_SW", Word::user, 0, 1, {"hardware watchdog", "software watchdog"}};
+constexpr FieldDef kF1RstStop = {"nRST_STOP",
+                                 Word::user,
+                                 1,
+                                 1,
+                                 {"reset when entering Stop mode", "no reset entering Stop mode"}};
+constexpr FieldDef kF1RstStdby = {
+    "nRST_STDBY",
+    Word::user,
+    2,
+    1,
+    {"reset when entering Standby mode", "no reset entering Standby mode"}};
+
 // PM0075 2.5 "Option byte description" USER byte (F1).
 const std::vector<FieldDef>& f1_fields() {
   static const std::vector<FieldDef> k = {
-      {"WDG_SW", Word::user, 0, 1, {"hardware watchdog", "software watchdog"}},
-      {"nRST_STOP",
-       Word::user,
-       1,
-       1,
-       {"reset when entering Stop mode", "no reset entering Stop mode"}},
-      {"nRST_STDBY",
-       Word::user,
-       2,
-       1,
-       {"reset when entering Standby mode", "no reset entering Standby mode"}},
+      kF1WdgSw,
+      kF1RstStop,
+      kF1RstStdby,
       {"DATA0", Word::data0, 0, 8, {}},
       {"DATA1", Word::data1, 0, 8, {}},
       {"WRP", Word::wrp, 0, 32, {}},
@@ -78,17 +85,9 @@ const std::vector<FieldDef>& f1_fields() {
 // VDDA_MONITOR (bit 5) and SRAM_PE (bit 6).
 const std::vector<FieldDef>& f3_fields() {
   static const std::vector<FieldDef> k = {
-      {"WDG_SW", Word::user, 0, 1, {"hardware watchdog", "software watchdog"}},
-      {"nRST_STOP",
-       Word::user,
-       1,
-       1,
-       {"reset when entering Stop mode", "no reset entering Stop mode"}},
-      {"nRST_STDBY",
-       Word::user,
-       2,
-       1,
-       {"reset when entering Standby mode", "no reset entering Standby mode"}},
+      kF1WdgSw,
+      kF1RstStop,
+      kF1RstStdby,
       {"nBOOT1", Word::user, 4, 1, {"BOOT0=1 boots embedded SRAM", "BOOT0=1 boots system memory"}},
       {"VDDA_MONITOR",
        Word::user,

@@ -52,10 +52,6 @@ constexpr std::uint32_t kF4SrBsy = 1u << 16;
 constexpr std::uint32_t kOptcrOptlock = 1u << 0;
 constexpr std::uint32_t kOptcrOptstrt = 1u << 1;
 
-// ARMv7-M ARM (DDI 0403E.b) C1.6.5 DEMCR.VC_CORERESET.
-constexpr std::uint32_t kDemcr = 0xE000EDFC;
-constexpr std::uint32_t kVcCoreReset = 1u << 0;
-
 // Wall-clock allowance on top of a datasheet maximum (USB round trips of the polls, a busy
 // host), as in stm32_flash.cpp.
 constexpr std::uint32_t kMarginMs = 2000;
@@ -309,16 +305,14 @@ std::string reload(Target& target) {
     // option bytes and generates a system reset; the F3 does not load them on an ordinary
     // system reset, only at power-on and through this bit. VC_CORERESET first, so the core
     // stops at the reset vector instead of running the firmware.
-    mem.write32(kDemcr, mem.read32(kDemcr) | kVcCoreReset);
+    const std::uint32_t demcr = target.core().catch_reset();
     try {
       mem.write32(chip.flash_regs + kCr, kF3CrOblLaunch | kF1CrLock);
     } catch (const Error&) {
       // The reset may cut the bus before the write is acknowledged; the read-back decides.
       target.dap().invalidate();
     }
-    // The reset came from outside CortexM: reset once more through it so that it knows the
-    // core's state (halted at the reset vector), which costs one more system reset.
-    target.core().reset(protocol::ResetKind::sysresetreq, true);
+    target.core().finish_reset_catch(demcr);
     return "OBL_LAUNCH (option byte load and system reset)";
   }
   // F1: PM0075 2.5 - the option bytes are loaded into FLASH_OBR/WRPR at system reset. F4/F7:

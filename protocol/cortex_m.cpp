@@ -444,8 +444,8 @@ void CortexM::finish_reset_catch(std::uint32_t demcr_before, std::chrono::millis
   while (((status = dhcsr()) & (kSHalt | kSResetSt)) != kSHalt) {
     if (deadline.expired()) {
       throw Error(ErrorCategory::timeout,
-                  "connect under reset: the core did not halt at the reset vector within " +
-                      std::to_string(timeout.count()) + " ms after nRST was released (DHCSR " +
+                  "the core did not halt at the reset vector within " +
+                      std::to_string(timeout.count()) + " ms after the reset (DHCSR " +
                       hex32(status) + ")",
                   (status & kSResetSt) ? "the core is still in reset: check that nRST is wired "
                                          "to the probe and not held low by the board"

@@ -123,7 +123,8 @@ class CortexM {
   // Additions for connect under reset (ARMv7-M ARM C1.6.2 DHCSR, C1.6.5 DEMCR). With nRST
   // held by the caller: catch_reset() sets DHCSR.C_DEBUGEN | C_HALT and DEMCR.VC_CORERESET,
   // so that the core stops on the first instruction once the reset ends, before firmware
-  // can take the SWD pins, and returns DEMCR as it was. After the caller released nRST,
+  // can take the SWD pins, and returns DEMCR as it was. After the caller released nRST (or
+  // caused another reset: the F3's OBL_LAUNCH),
   // finish_reset_catch() powers the debug domain up again if the reset dropped it, waits
   // (deadline) for S_RESET_ST to read clear and S_HALT, and puts DEMCR back.
   std::uint32_t catch_reset();
