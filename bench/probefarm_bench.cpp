@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "bench/bench.hpp"
+#include "bench/results_file.hpp"
 
 namespace pb = probefarm::bench;
 
@@ -219,8 +220,10 @@ int main(int argc, char** argv) {
       std::vector<std::string> pending;
       const std::vector<pb::Row> rows = collect(&pending);
       if (!pending.empty()) {
+        const std::string daemon_section = pb::read_section(options.out, "probefarmd-bench");
         std::ofstream partial(options.out);
         partial << pb::results_markdown(options, rows, elapsed(), pending);
+        if (!daemon_section.empty()) partial << "\n" << daemon_section;
       }
     }
   };
@@ -238,8 +241,11 @@ int main(int argc, char** argv) {
     failed = failed || !r.probefarm.ok() || (r.openocd.ran && !r.openocd.ok());
   const double wall = elapsed();
   std::cout << pb::table_text(rows);
+  // probefarmd-bench's section of the file survives this rewrite.
+  const std::string daemon_section = pb::read_section(options.out, "probefarmd-bench");
   std::ofstream out(options.out);
   out << pb::results_markdown(options, rows, wall);
+  if (!daemon_section.empty()) out << "\n" << daemon_section;
   out.close();
   if (!out) {
     std::cerr << "probefarm-bench: cannot write " << options.out << "\n";

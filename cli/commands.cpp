@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "cli/progress.hpp"
+#include "cli/remote.hpp"
 #include "cli/session.hpp"
 #include "flash/chip.hpp"
 #include "flash/image.hpp"
@@ -294,6 +295,7 @@ int cmd_reset(const Options& o) {
 }  // namespace
 
 int run_command(const Options& o) {
+  if (!o.server.empty()) return run_remote(o);
   switch (o.command) {
     case Command::list:
       return cmd_list(o);
@@ -321,6 +323,11 @@ int run_command(const Options& o) {
     case Command::help:
       std::fputs(usage_text(), stdout);
       return 0;
+    case Command::jobs:
+    case Command::cancel:
+    case Command::audit:
+    case Command::images:
+      throw Error(ErrorCategory::usage, "this command talks to a probefarmd: add --server URL");
   }
   return 0;
 }

@@ -9,38 +9,12 @@
 
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
-#include "cli/simulate.hpp"
 #include "probe/error.hpp"
+#include "probe/simulated_bus.hpp"
 
 namespace {
 
 using probefarm::ErrorCategory;
-
-int exit_code(ErrorCategory c) {
-  switch (c) {
-    case ErrorCategory::usage:
-      return 2;
-    case ErrorCategory::image:
-      return 3;
-    case ErrorCategory::probe_not_found:
-      return 4;
-    case ErrorCategory::probe_io:
-      return 5;
-    case ErrorCategory::target_not_responding:
-      return 6;
-    case ErrorCategory::protection:
-      return 7;
-    case ErrorCategory::verify:
-      return 8;
-    case ErrorCategory::timeout:
-      return 9;
-    case ErrorCategory::busy:
-      return 10;
-    case ErrorCategory::internal:
-      return 70;
-  }
-  return 70;
-}
 
 void report(const probefarm::Error& e, bool json) {
   if (json) {
@@ -77,12 +51,12 @@ int main(int argc, char** argv) {
         }
         rest.push_back(args[i]);
       }
-      return probefarm::cli::run_simulated(options.simulate, rest);
+      return probefarm::probe::run_simulated(options.simulate, rest);
     }
     return probefarm::cli::run_command(options);
   } catch (const probefarm::Error& e) {
     report(e, json);
-    return exit_code(e.category());
+    return probefarm::exit_code(e.category());
   } catch (const std::exception& e) {
     report(probefarm::Error(ErrorCategory::internal, std::string("internal error: ") + e.what(),
                             "please report this as a bug"),

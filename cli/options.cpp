@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
 #include <map>
 
 #include "probe/error.hpp"
@@ -20,6 +21,8 @@ const std::map<std::string, Command> kCommands = {
     {"reset", Command::reset},     {"help", Command::help},
     {"version", Command::version}, {"option-bytes", Command::option_bytes},
     {"protect", Command::protect}, {"unlock", Command::unlock},
+    {"jobs", Command::jobs},       {"cancel", Command::cancel},
+    {"audit", Command::audit},     {"images", Command::images},
 };
 
 // Which command accepts which command option ("" = every command).
@@ -41,12 +44,21 @@ bool allowed(Command c, const std::string& opt) {
       {"--yes", {Command::option_bytes, Command::unlock}},
       {"--set", {Command::protect}},
       {"--clear", {Command::protect}},
+      {"--state", {Command::jobs}},
+      {"--limit", {Command::jobs, Command::audit}},
+      {"--csv", {Command::audit}},
   };
   auto it = table.find(opt);
   if (it == table.end()) return false;
   for (auto x : it->second)
     if (x == c) return true;
   return false;
+}
+
+std::string positional_command_name(Command c) {
+  for (const auto& [name, command] : kCommands)
+    if (command == c) return name;
+  return "?";
 }
 
 }  // namespace
@@ -106,6 +118,29 @@ Options parse_options(const std::vector<std::string>& args) {
       o.progress = false;
     } else if (a == "--simulate") {
       o.simulate = value();
+    } else if (a == "--server") {
+      o.server = value();
+    } else if (a == "--token") {
+      o.token = value();
+    } else if (a == "--chip") {
+      o.chip = value();
+    } else if (a == "--label") {
+      o.label = value();
+    } else if (a == "--no-wait") {
+      o.wait = false;
+    } else if (a == "--timeout") {
+      o.timeout_s = parse_number(value(), "--timeout");
+    } else if (a == "--idempotency-key") {
+      o.idempotency_key = value();
+    } else if (a == "--state") {
+      command_opts.push_back(a);
+      o.state = value();
+    } else if (a == "--limit") {
+      command_opts.push_back(a);
+      o.limit = parse_number(value(), "--limit");
+    } else if (a == "--csv") {
+      command_opts.push_back(a);
+      o.csv = true;
     } else if (a == "--connect-under-reset") {
       o.connect_under_reset = true;
     } else if (a == "--yes") {
@@ -238,6 +273,19 @@ Options parse_options(const std::vector<std::string>& args) {
         if (o.region_size == 0) usage_error("protect: size must not be 0");
       }
       break;
+    case Command::jobs:
+    case Command::cancel:
+      if (o.command == Command::cancel) want(1, "cancel <job id>");
+      if (positional.size() > 1) usage_error("usage: probefarm jobs [<job id>] [--state S]");
+      if (!positional.empty()) {
+        o.job_id = parse_number(positional[0], "job id");
+        if (o.job_id == 0) usage_error("job ids start at 1");
+      }
+      break;
+    case Command::audit:
+    case Command::images:
+      want(0, o.command == Command::audit ? "audit [--csv] [--limit N]" : "images");
+      break;
     case Command::unlock:
       want(0, "unlock --yes");
       if (!o.yes)
@@ -247,6 +295,22 @@ Options parse_options(const std::vector<std::string>& args) {
       break;
   }
   if (o.watch && o.json) usage_error("list --watch prints events as they happen; drop --json");
+  if (o.server.empty())
+    if (const char* env = std::getenv("PROBEFARM_SERVER"); env && *env) o.server = env;
+  if (o.token.empty())
+    if (const char* env = std::getenv("PROBEFARM_TOKEN"); env && *env) o.token = env;
+  const bool remote_only = o.command == Command::jobs || o.command == Command::cancel ||
+                           o.command == Command::audit || o.command == Command::images;
+  if (remote_only && o.server.empty())
+    usage_error("'" + positional_command_name(o.command) +
+                "' talks to a probefarmd: add --server URL");
+  if (o.server.empty() &&
+      (!o.chip.empty() || !o.label.empty() || !o.wait || o.timeout_s || !o.idempotency_key.empty()))
+    usage_error("--chip, --label, --no-wait, --timeout and --idempotency-key need --server");
+  if (!o.server.empty() && !o.simulate.empty())
+    usage_error("--simulate runs local boards; it does not combine with --server");
+  if (!o.probe.empty() && (!o.chip.empty() || !o.label.empty()))
+    usage_error("give --probe, or --chip/--label to let the server pick a probe; not both");
   return o;
 }
 
@@ -288,6 +352,22 @@ Commands:
   unlock --yes            Lower read protection from level 1 to 0. This mass-erases the
                           chip: its firmware and data are lost.
 
+Remote mode (against a probefarmd; --server and --token, or $PROBEFARM_SERVER and
+$PROBEFARM_TOKEN): list, info, flash, verify, read, erase and reset run as jobs on the
+daemon's probes, with live progress; the exit code is the job's. Also:
+  jobs [<id>] [--state S] [--limit N]
+                          Jobs, newest first (or one job in full).
+  cancel <id>             Cancel a queued or running job.
+  audit [--csv] [--limit N]
+                          The audit log: who flashed which image onto which chip.
+  images                  The daemon's image store.
+  --server URL            http://host:port of probefarmd.
+  --token T               An API token (see DATA_DIR/admin-token, POST /api/v1/tokens).
+  --chip C, --label L     Instead of --probe: the first idle probe with this chip or label.
+  --no-wait               Print the queued job and exit.
+  --timeout S             Give up waiting for the job after S seconds (exit 9).
+  --idempotency-key K     Submitting again with the same key returns the same job.
+
 Options:
   --probe SERIAL          The probe to use (full serial or a unique prefix); required
                           when more than one probe is attached.
@@ -303,7 +383,8 @@ Options:
                           cmsis-dap-v2, stlink-v2, stlink-v2-1, stlink-v3.
 
 Exit codes: 0 ok, 2 usage, 3 bad image, 4 probe not found or ambiguous, 5 probe I/O,
-6 target not responding, 7 protection, 8 verify failed, 9 timeout, 10 busy, 70 internal.
+6 target not responding, 7 protection, 8 verify failed, 9 timeout, 10 busy,
+11 remote job cancelled or interrupted, 70 internal.
 )";
 }
 

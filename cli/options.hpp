@@ -22,6 +22,10 @@ enum class Command {
   option_bytes,
   protect,
   unlock,
+  jobs,    // remote only
+  cancel,  // remote only
+  audit,   // remote only
+  images,  // remote only
   help,
   version
 };
@@ -37,6 +41,19 @@ struct Options {
   bool progress = true;                    // --no-progress turns the bar off
   bool connect_under_reset = false;        // --connect-under-reset
   bool yes = false;                        // --yes: confirms option-bytes set, unlock
+
+  // Remote mode (cli/remote.cpp): run against a probefarmd instead of local probes.
+  std::string server;           // --server URL (or $PROBEFARM_SERVER)
+  std::string token;            // --token T (or $PROBEFARM_TOKEN)
+  std::string chip;             // --chip C: any idle probe with this chip
+  std::string label;            // --label L: any idle probe with this label
+  bool wait = true;             // --no-wait: print the queued job and exit
+  std::uint32_t timeout_s = 0;  // --timeout S: give up waiting for the job (0: never)
+  std::string idempotency_key;  // --idempotency-key K (default: one per invocation)
+  std::string state;            // jobs --state S
+  std::uint32_t limit = 50;     // jobs / audit --limit N
+  bool csv = false;             // audit --csv
+  std::int64_t job_id = 0;      // jobs <id>, cancel <id>
 
   // list
   bool watch = false;  // --watch: report probes arriving and leaving until interrupted

@@ -45,8 +45,11 @@ constexpr std::uint32_t kNativeChunk = 16 * 1024;
 constexpr std::uint32_t kNativeFirstChunk = 4 * 1024;
 
 // The loader gives up after this many polls of an unchanged write_offset (loader_abi.h):
-// several seconds at 8 MHz, still a second or more at 216 MHz, far beyond one round trip.
-constexpr std::uint32_t kIdleLoops = 20'000'000;
+// about 20 s at 216 MHz, minutes at 8 MHz. A host can stall for seconds between chunks (a
+// loaded CI machine, a hub re-enumerating a neighbour), and a run must survive that; a
+// loader that is really stuck is noticed by the host (kStall), which never relies on this
+// bound. It only keeps a loader whose host vanished from spinning forever.
+constexpr std::uint32_t kIdleLoops = 400'000'000;
 // CRCs shorter than this run at the clock the core has: at 8 MHz a CRC of 16 KiB takes
 // about as long (~10 ms) as the handful of full-speed USB round trips that switching the
 // clock up and back costs.

@@ -74,7 +74,7 @@ constexpr std::uint8_t kApDrw = 0x0C;
 //   loader's ring buffer) is never re-sent: the writes may have happened, and repeating
 //   them is not idempotent in general. It ends in Error(probe_io) naming the fault.
 // Before a re-send the stream is resynchronised (resync()): responses the probe still owes
-// are read and dropped until the answer to a fresh DAP_Info arrives.
+// are read and dropped until the answer to a fresh DAP_Delay marker arrives.
 bool repeatable(std::span<const Access> accesses) {
   std::vector<std::uint8_t> tar_written;  // APs whose TAR this run has written
   for (const Access& a : accesses) {
@@ -111,6 +111,8 @@ std::string command_name(std::uint8_t id) {
       return "DAP_SWJ_Sequence";
     case kSwdConfigure:
       return "DAP_SWD_Configure";
+    case kDelay:
+      return "DAP_Delay";
     default:
       return "command " + std::to_string(id);
   }
@@ -121,6 +123,24 @@ class CmsisDap final : public DapProbe {
   CmsisDap(std::unique_ptr<UsbDevice> device, ProbeInfo info)
       : device_(std::move(device)), info_(std::move(info)) {
     find_endpoints();
+    // A program that died in the middle of a session (a crash, SIGKILL) can leave responses
+    // in the probe's queue; they would be taken for the answers to this session's first
+    // commands. One round trip clears them.
+    // A lost or garbled transfer here is retried like any repeatable command.
+    std::string fault;
+    for (unsigned n = 0; n < kTransportAttempts; ++n) {
+      try {
+        resync(255);
+        fault.clear();
+        break;
+      } catch (const TransportFault& f) {
+        if (fault.empty()) fault = f.message;
+      }
+    }
+    if (!fault.empty())
+      throw Error(ErrorCategory::probe_io, "probe " + label() + " does not answer: " + fault,
+                  "check the probe's USB cable and hub, replug the probe, and run the command "
+                  "again");
     read_info();
   }
 
@@ -391,16 +411,31 @@ class CmsisDap final : public DapProbe {
     return buf;
   }
 
-  // The answer to a fresh DAP_Info (packet count) proves that no older response is left
-  // in the stream: everything read before it is a stale or duplicate response and is
-  // dropped. Bounded: the probe owes at most packet_count_ responses, plus the one asked.
-  void resync() {
-    const std::vector<std::uint8_t> probe_id = {kInfo, kInfoPacketCount};
-    send(probe_id);
-    for (std::size_t n = 0; n < packet_count_ + 2; ++n) {
-      auto r = receive();
-      // [DAP_Info, length 1, count]; the count itself may not be known yet (read_info).
-      if (r.size() >= 3 && r[0] == kInfo && r[1] == 1 && r[2] != 0) return;
+  // The answer to a fresh marker command proves that no older response is left in the
+  // stream: everything read before it is a stale or duplicate response and is dropped. The
+  // marker is DAP_Delay of 0 µs (CMSIS-DAP "DAP_Delay": [0x09, delay lo, hi] -> [0x09,
+  // status]), which nothing else in this driver sends, so a stale answer to another command
+  // can never pass for it (a DAP_Info marker could: DAP_Info (capabilities) has the same
+  // shape as DAP_Info (packet count)). Bounded: the probe owes at most `owed` responses
+  // (packet_count_ once known; before read_info() up to 255, the field being one byte),
+  // plus the one asked.
+  void resync() { resync(packet_count_); }
+  void resync(std::size_t owed) {
+    const std::vector<std::uint8_t> marker = {kDelay, 0x00, 0x00};
+    send(marker);
+    std::size_t dropped = 0;
+    for (std::size_t n = 0; n < owed + 2; ++n) {
+      std::vector<std::uint8_t> r;
+      try {
+        r = receive();
+      } catch (const TransportFault& f) {
+        // What came before the silence is the fault to name.
+        if (dropped == 0) throw;
+        throw TransportFault{"probe " + label() + " sent " + std::to_string(dropped) +
+                             " garbled or stale response(s), then nothing (" + f.message + ")"};
+      }
+      if (r.size() >= 2 && r[0] == kDelay) return;
+      ++dropped;
     }
     throw TransportFault{"probe " + label() + " kept sending responses nobody asked for"};
   }

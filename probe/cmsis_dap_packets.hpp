@@ -26,6 +26,7 @@ enum Command : std::uint8_t {
   kTransferConfigure = 0x04,
   kTransfer = 0x05,
   kTransferBlock = 0x06,
+  kDelay = 0x09,
   kSwjPins = 0x10,
   kSwjClock = 0x11,
   kSwjSequence = 0x12,

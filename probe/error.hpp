@@ -49,6 +49,34 @@ constexpr std::string_view category_name(ErrorCategory c) {
   return "internal";
 }
 
+// The process exit status of a failure in this category, for probefarm and probefarmd
+// (README "Exit codes").
+constexpr int exit_code(ErrorCategory c) {
+  switch (c) {
+    case ErrorCategory::usage:
+      return 2;
+    case ErrorCategory::image:
+      return 3;
+    case ErrorCategory::probe_not_found:
+      return 4;
+    case ErrorCategory::probe_io:
+      return 5;
+    case ErrorCategory::target_not_responding:
+      return 6;
+    case ErrorCategory::protection:
+      return 7;
+    case ErrorCategory::verify:
+      return 8;
+    case ErrorCategory::timeout:
+      return 9;
+    case ErrorCategory::busy:
+      return 10;
+    case ErrorCategory::internal:
+      return 70;
+  }
+  return 70;
+}
+
 class Error : public std::runtime_error {
  public:
   Error(ErrorCategory category, std::string message, std::string hint = {})

@@ -330,7 +330,9 @@ SimServer::WallClock::duration SimServer::ahead_of_wall(Board& board) const {
   double target = wall_ps * options_.time_scale;
   double elapsed = 0;
   for (const auto& d : devices_)
-    if (d.board.get() == &board) elapsed = static_cast<double>(board.now() - d.virtual_start);
+    if (d.board.get() == &board)
+      elapsed =
+          static_cast<double>(board.now() - d.virtual_start) + static_cast<double>(d.pace_forgiven);
   double ahead_ps = (elapsed - target) / options_.time_scale;
   if (ahead_ps <= 0) return WallClock::duration::zero();
   return std::chrono::duration_cast<WallClock::duration>(
@@ -340,10 +342,21 @@ SimServer::WallClock::duration SimServer::ahead_of_wall(Board& board) const {
 void SimServer::pace_idle() {
   auto wall_ps = std::chrono::duration<double, std::pico>(WallClock::now() - wall_start_).count();
   auto target = static_cast<Picoseconds>(wall_ps * options_.time_scale);
+  // At most one pace tick of virtual time per call. A running core (a flash loader polling
+  // its ring buffer) can cost more host time to emulate than it takes on silicon; catching
+  // up in one long burst would leave the USB requests unserved for that long, and the board
+  // would see its host go silent. A board that falls behind the wall clock runs slower
+  // instead: the debt is dropped.
+  const auto tick = static_cast<Picoseconds>(kPaceTickMs * 1e9 * options_.time_scale);
   for (auto& d : devices_) {
     if (!d.board) continue;
-    Picoseconds want = d.virtual_start + target;
-    if (d.board->now() < want) d.board->advance(want - d.board->now());
+    Picoseconds want = d.virtual_start + target - d.pace_forgiven;
+    if (d.board->now() >= want) continue;
+    if (want - d.board->now() > tick) {
+      d.pace_forgiven += want - d.board->now() - tick;
+      want = d.board->now() + tick;
+    }
+    d.board->advance(want - d.board->now());
   }
 }
 

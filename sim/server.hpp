@@ -70,6 +70,7 @@ class SimServer {
     std::uint8_t port = 0;          // root-hub port, fixed
     bool present = true;            // false while unplugged
     Picoseconds virtual_start = 0;  // board time when serving started (pacing)
+    Picoseconds pace_forgiven = 0;  // time the board fell behind the wall clock (pace_idle)
     UsbFaults faults;
     std::unique_ptr<Board> board;  // declared before `usb`: destroyed after it
     std::unique_ptr<UsbDevice> usb;

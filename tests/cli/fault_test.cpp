@@ -155,9 +155,17 @@ TEST_P(TargetFaultTest, UnplugDuringVerify) {
   for (unsigned attempt = 0; attempt < 5 && !landed; ++attempt) {
     image = random_image(sim, "image" + std::to_string(attempt) + ".bin", kSize, 20 + attempt);
     const auto before = counter(sim, serial, "bytes_programmed");
+    // The last byte programmed is not yet the verify: the host still collects the loader's
+    // result. 50 USB transfers later it is reading back (1 MiB takes hundreds).
+    std::uint64_t programmed_at = 0;
     run = run_with_fault(
         sim, {"--json", "flash", image, "--address", "0x08000000", "--readback"},
-        [&] { return counter(sim, serial, "bytes_programmed") >= before + kSize; },
+        [&] {
+          const auto transfers = counter(sim, serial, "usb_transfers");
+          if (programmed_at == 0 && counter(sim, serial, "bytes_programmed") >= before + kSize)
+            programmed_at = transfers;
+          return programmed_at != 0 && transfers >= programmed_at + 50;
+        },
         [&] {
           ASSERT_EQ(sim.ctl({"unplug", serial}), 0);
         });

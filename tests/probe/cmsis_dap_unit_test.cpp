@@ -53,11 +53,13 @@ Bytes cat(std::initializer_list<Bytes> parts) {
 TEST(CmsisDapDriver, FactoryReadsDapInfo) {
   auto [dap, probe] = open_rig(false, 512, 4);
   EXPECT_EQ(probe->info().firmware_version, "2.3.4 (CMSIS-DAP 2.1.0)");
-  // Capabilities, packet size, packet count, firmware and protocol versions: DAP_Info only.
-  ASSERT_FALSE(dap->writes.empty());
-  for (const auto& w : dap->writes) {
-    ASSERT_EQ(w.size(), 2u);
-    EXPECT_EQ(w[0], 0x00);
+  // First the DAP_Delay marker that clears responses a crashed program left queued, then
+  // capabilities, packet size, packet count, firmware and protocol versions: DAP_Info only.
+  ASSERT_GT(dap->writes.size(), 1u);
+  EXPECT_EQ(dap->writes[0], (Bytes{0x09, 0x00, 0x00}));
+  for (std::size_t i = 1; i < dap->writes.size(); ++i) {
+    ASSERT_EQ(dap->writes[i].size(), 2u);
+    EXPECT_EQ(dap->writes[i][0], 0x00);
   }
   EXPECT_EQ(probe->target_voltage_mv(), -1);
 }
@@ -344,7 +346,7 @@ TEST(CmsisDapDriver, MalformedResponsesAreProbeIo) {
   }
 }
 
-// One garbled response to a run of reads: the driver resynchronises (DAP_Info) and runs the
+// One garbled response to a run of reads: the driver resynchronises (DAP_Delay) and runs the
 // reads again, so the caller sees the right values and no error.
 TEST(CmsisDapDriver, AGarbledResponseToReadsIsRecoveredByResyncAndRetry) {
   auto [dap, probe] = make_rig(false, 512, 4);
@@ -356,9 +358,9 @@ TEST(CmsisDapDriver, AGarbledResponseToReadsIsRecoveredByResyncAndRetry) {
   EXPECT_TRUE(r.ok());
   EXPECT_EQ(r.completed, 1u);
   EXPECT_EQ(v, dap->dpidr);
-  // The transfer, the resynchronising DAP_Info (packet count), the transfer again.
-  EXPECT_EQ(dap->commands(), (Bytes{0x05, 0x00, 0x05}));
-  EXPECT_EQ(dap->writes[1], (Bytes{0x00, 0xFE}));
+  // The transfer, the resynchronising DAP_Delay (0 µs), the transfer again.
+  EXPECT_EQ(dap->commands(), (Bytes{0x05, 0x09, 0x05}));
+  EXPECT_EQ(dap->writes[1], (Bytes{0x09, 0x00, 0x00}));
 }
 
 // Responses still owed by the probe (a STALLed IN leaves its answer queued) are read and
@@ -372,7 +374,7 @@ TEST(CmsisDapDriver, ResyncDropsStaleResponses) {
   DapFlushResult r = probe->flush();
   EXPECT_TRUE(r.ok());
   EXPECT_EQ(v, dap->dpidr);
-  EXPECT_EQ(dap->commands(), (Bytes{0x05, 0x00, 0x05}));
+  EXPECT_EQ(dap->commands(), (Bytes{0x05, 0x09, 0x05}));
 }
 
 // A run that writes memory (DRW) may have executed when its response was lost: it is never

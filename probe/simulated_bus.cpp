@@ -1,4 +1,4 @@
-#include "cli/simulate.hpp"
+#include "probe/simulated_bus.hpp"
 
 #include <poll.h>
 #include <signal.h>
@@ -15,10 +15,13 @@
 
 extern char** environ;
 
-namespace probefarm::cli {
+namespace probefarm::probe {
 namespace {
 
 namespace fs = std::filesystem;
+
+// The simulated run, for the signal handler that passes SIGINT/SIGTERM on.
+volatile sig_atomic_t g_child = -1;
 
 pid_t spawn(const std::vector<std::string>& args, int stdout_fd, char** env) {
   std::vector<char*> argv;
@@ -66,7 +69,8 @@ struct Simulator {
 
 }  // namespace
 
-int run_simulated(const std::string& spec, const std::vector<std::string>& args) {
+int run_simulated(const std::string& spec, const std::vector<std::string>& args,
+                  const SimulationOptions& options) {
   std::vector<std::string> boards;
   std::stringstream ss(spec);
   for (std::string b; std::getline(ss, b, ',');) {
@@ -82,9 +86,9 @@ int run_simulated(const std::string& spec, const std::vector<std::string>& args)
   const fs::path standin = self.parent_path().parent_path() / "lib" / "probefarm-sim";
   if (!fs::exists(sim_exe) || !fs::exists(standin / "libusb-1.0.so.0"))
     throw Error(ErrorCategory::usage,
-                "--simulate needs probefarm-sim and its stand-in libusb next to probefarm (" +
-                    sim_exe.string() + ")",
-                "build the whole tree (cmake --build build) and run build/bin/probefarm");
+                "--simulate needs probefarm-sim and its stand-in libusb next to " +
+                    options.program + " (" + sim_exe.string() + ")",
+                "build the whole tree (cmake --build build) and run it from build/bin");
 
   Simulator sim;
   char tmpl[] = "/tmp/probefarm-simulate.XXXXXX";
@@ -98,6 +102,10 @@ int run_simulated(const std::string& spec, const std::vector<std::string>& args)
   if (!ec) {
     sim_args.push_back("--state-dir");
     sim_args.push_back(state_dir().string());
+  }
+  if (options.time_scale) {
+    sim_args.push_back("--time-scale");
+    sim_args.push_back(std::to_string(*options.time_scale));
   }
   for (const auto& b : boards) {
     sim_args.push_back("--board");
@@ -128,7 +136,7 @@ int run_simulated(const std::string& spec, const std::vector<std::string>& args)
   close(fds[0]);
   if (lines < boards.size())
     throw Error(ErrorCategory::usage, "the simulator did not start with --simulate " + spec,
-                "check the chip and probe names in 'probefarm help'");
+                "check the chip and probe names in '" + options.program + " --help'");
 
   // The child sees the simulator as its USB bus.
   std::vector<std::string> env_strings;
@@ -150,7 +158,17 @@ int run_simulated(const std::string& spec, const std::vector<std::string>& args)
   child_args.insert(child_args.end(), args.begin(), args.end());
   pid_t child = spawn(child_args, -1, env.data());
   if (child < 0) throw Error(ErrorCategory::internal, "cannot run " + self.string());
-  return wait_status(child);
+  g_child = child;
+  struct sigaction forward {};
+  forward.sa_handler = [](int sig) {
+    if (g_child > 0) kill(g_child, sig);
+  };
+  sigemptyset(&forward.sa_mask);
+  sigaction(SIGINT, &forward, nullptr);
+  sigaction(SIGTERM, &forward, nullptr);
+  const int status = wait_status(child);
+  g_child = -1;
+  return status;
 }
 
-}  // namespace probefarm::cli
+}  // namespace probefarm::probe
