@@ -54,8 +54,12 @@ constexpr std::uint32_t kIdleLoops = 400'000'000;
 // about as long (~10 ms) as the handful of full-speed USB round trips that switching the
 // clock up and back costs.
 constexpr std::uint64_t kFastClockMinBytes = 16 * 1024;
-// Host side: no read_offset progress for this long means the loader is stuck.
+// Host side: no read_offset progress for this long, over at least this many polls, means the
+// loader is stuck. The poll count keeps a slow link (a simulator serving many boards, a
+// probe on a busy hub) from passing for a stuck loader: each poll is a round trip in which
+// a live loader moves on; on a fast link the time decides.
 constexpr auto kStall = std::chrono::seconds(5);
+constexpr unsigned kStallPolls = 200;
 
 std::string hex(std::uint32_t value) {
   char buf[16];
@@ -252,6 +256,7 @@ void LoaderSession::program(std::uint32_t address, std::span<const std::uint8_t>
   std::uint32_t published = prefill;
   std::uint32_t done = 0;
   auto last_progress = Clock::now();
+  unsigned polls_since_progress = 0;
   bool progressed_last = true;  // the first round: the loader was just started
   for (;;) {
     std::uint32_t read_offset = done;
@@ -280,11 +285,15 @@ void LoaderSession::program(std::uint32_t address, std::span<const std::uint8_t>
     if (progressed) {
       done = read_offset;
       last_progress = Clock::now();
+      polls_since_progress = 0;
       if (on_progress) on_progress(done);
+    } else {
+      ++polls_since_progress;
     }
     // Halted: the loader has returned, all done or stopped on an error (finish tells).
     if (check_status && protocol::CortexM::halted_in(status)) break;
-    if (!progressed && Clock::now() - last_progress > kStall) {
+    if (!progressed && polls_since_progress >= kStallPolls &&
+        Clock::now() - last_progress > kStall) {
       core.halt();
       throw Error(ErrorCategory::timeout,
                   "flash loader " +

@@ -104,9 +104,10 @@ Error cancelled_error() {
 
 }  // namespace
 
-ProbeConnection connect_probe(const probe::ProbeInfo& info, const ConnectOptions& options) {
+ProbeConnection connect_probe(probe::UsbContext& usb, const probe::ProbeInfo& info,
+                              const ConnectOptions& options) {
   ProbeConnection c;
-  c.probe = probe::open_dap_probe(*probe::default_usb_context(), info);
+  c.probe = probe::open_dap_probe(usb, info);
   flash::AttachOptions attach;
   attach.speed_khz = options.speed_khz;
   attach.halt = options.halt;
@@ -197,7 +198,7 @@ JobOutcome run_job(Job& job, const JobEnv& env) {
     co.connect_under_reset = spec.connect_under_reset.value_or(env.connect_under_reset);
     // Memory reads leave the firmware running, as `probefarm read` does.
     co.halt = spec.operation != Operation::read;
-    ProbeConnection conn = connect_probe(env.info, co);
+    ProbeConnection conn = connect_probe(*env.usb, env.info, co);
     outcome.firmware = conn.probe->info().firmware_version;
     flash::Target& target = *conn.target;
     outcome.target = describe_target(target);

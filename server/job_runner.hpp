@@ -32,8 +32,9 @@ struct ConnectOptions {
   bool connect_under_reset = false;
 };
 
-// Opens the probe (on probe::default_usb_context()) and attaches. Throws Error.
-ProbeConnection connect_probe(const probe::ProbeInfo& info, const ConnectOptions& options);
+// Opens the probe on `usb` and attaches. Throws Error.
+ProbeConnection connect_probe(probe::UsbContext& usb, const probe::ProbeInfo& info,
+                              const ConnectOptions& options);
 
 // The 96-bit unique device ID as 24 hex digits, word at the lowest address first; "" for a
 // family whose UID address is not known.
@@ -47,6 +48,7 @@ TargetInfo describe_target(flash::Target& target);
 bool probe_present(const std::string& serial);
 
 struct JobEnv {
+  probe::UsbContext* usb = nullptr;  // the actor's own libusb context
   probe::ProbeInfo info;
   std::uint32_t speed_khz = 4000;    // the probe's configured (or the daemon's default) clock
   bool connect_under_reset = false;  // likewise

@@ -266,7 +266,7 @@ void ProbeActor::detect() {
     co.speed_khz = settings_.speed_khz;
     co.connect_under_reset = settings_.connect_under_reset;
     co.halt = false;
-    ProbeConnection conn = connect_probe(info, co);
+    ProbeConnection conn = connect_probe(*usb_, info, co);
     firmware = conn.probe->info().firmware_version;
     target = describe_target(*conn.target);
     // Connecting under reset leaves the core halted at the reset vector; a board that just
@@ -308,7 +308,7 @@ void ProbeActor::run_action(Action& item) {
     co.speed_khz = settings_.speed_khz;
     co.connect_under_reset = settings_.connect_under_reset;
     co.halt = false;
-    ProbeConnection conn = connect_probe(info, co);
+    ProbeConnection conn = connect_probe(*usb_, info, co);
     protocol::CortexM& core = conn.target->core();
     using protocol::CoreRegister;
     switch (item.action) {
@@ -363,6 +363,7 @@ void ProbeActor::run_job_item(Job job) {
     std::lock_guard lock(mutex_);
     view_.current_job = job.id;
     env.info = info_;
+    env.usb = usb_.get();
   }
   publish_state();
   env.speed_khz = settings_.speed_khz;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "probe/discovery.hpp"
+#include "probe/usb_libusb.hpp"
 #include "server/model.hpp"
 #include "server/probe_manager.hpp"
 
@@ -80,6 +81,10 @@ class ProbeActor {
   ImageStore& images_;
   EventBus& bus_;
   const ProbeSettings settings_;
+  // A libusb context per actor: nothing one probe's transfers do (a hang, a reset, a
+  // device vanishing) touches another's, and under the simulator each probe has its own
+  // connection, as each has its own cable.
+  const std::shared_ptr<probe::UsbContext> usb_ = probe::make_libusb_context();
 
   mutable std::mutex mutex_;
   std::condition_variable cv_;
