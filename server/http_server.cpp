@@ -991,22 +991,21 @@ HttpServer::~HttpServer() {
 }
 
 void HttpServer::add(Route route, Handler handler) {
+  add_entry(std::move(route), std::move(handler), nullptr);
+}
+
+void HttpServer::add_websocket(Route route, WebSocketHandler handler) {
+  route.method = "WS";
+  add_entry(std::move(route), nullptr, std::move(handler));
+}
+
+void HttpServer::add_entry(Route route, Handler handler, WebSocketHandler ws_handler) {
   RouteEntry e;
   for (auto seg : split_path(route.path))
     e.segments.emplace_back(seg);
   e.route = std::move(route);
   e.handler = std::move(handler);
-  impl_->core->routes.push_back(e.route);
-  impl_->core->entries.push_back(std::move(e));
-}
-
-void HttpServer::add_websocket(Route route, WebSocketHandler handler) {
-  route.method = "WS";
-  RouteEntry e;
-  for (auto seg : split_path(route.path))
-    e.segments.emplace_back(seg);
-  e.route = std::move(route);
-  e.ws_handler = std::move(handler);
+  e.ws_handler = std::move(ws_handler);
   impl_->core->routes.push_back(e.route);
   impl_->core->entries.push_back(std::move(e));
 }

@@ -136,6 +136,8 @@ class HttpServer {
   void stop();
 
  private:
+  void add_entry(Route route, Handler handler, WebSocketHandler ws_handler);
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

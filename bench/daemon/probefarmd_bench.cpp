@@ -7,7 +7,6 @@
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -16,6 +15,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -158,8 +158,8 @@ std::string upload_random(HttpClient& http, const std::string& dir, std::size_t 
 // ---- fleet --------------------------------------------------------------------------------
 
 std::string fleet(HttpClient& http, const std::vector<std::string>& serials,
-                  const std::vector<std::string>& names, const std::string& sha,
-                  unsigned image_kib, pid_t sim, pid_t daemon) {
+                  const std::vector<std::string>& names, const std::string& sha, unsigned image_kib,
+                  pid_t sim, pid_t daemon) {
   std::ostringstream md;
   std::vector<double> alone, alone_sim_cpu;
   double alone_daemon_cpu = 0;
@@ -219,7 +219,8 @@ std::string fleet(HttpClient& http, const std::vector<std::string>& serials,
   std::snprintf(buf, sizeof buf,
                 "\nAll at once: %.2f s; the slowest alone: %.2f s; ratio %.3f (target <= 1.10: "
                 "%s).\n\n",
-                makespan, slowest, makespan / slowest, makespan / slowest <= 1.10 ? "pass" : "MISS");
+                makespan, slowest, makespan / slowest,
+                makespan / slowest <= 1.10 ? "pass" : "MISS");
   md << buf;
   std::snprintf(buf, sizeof buf,
                 "Where the time goes: every job was running %.2f s after submission and the "
