@@ -63,6 +63,11 @@ UsbStLink::UsbStLink(Board& board, StLinkVariant variant, std::string serial)
 
 UsbStLink::~UsbStLink() = default;
 
+void UsbStLink::power_lost() {
+  responses_.clear();
+  engine_ = make_stlink_engine(board_, variant_);
+}
+
 UsbSpeed UsbStLink::speed() const {
   // UM1075: the ST-LINK/V2 is a full-speed device (as is the V2-1); the STLINK-V3 is high
   // speed (UM2448).

@@ -33,6 +33,9 @@ class UsbStLink final : public UsbDevice {
   UsbStatus control(const UsbSetup& setup, std::vector<std::uint8_t>& data) override;
   UsbStatus out(std::uint8_t ep, std::span<const std::uint8_t> data) override;
   UsbStatus in(std::uint8_t ep, std::size_t max_length, std::vector<std::uint8_t>& data) override;
+  // A fresh boot of the probe firmware: a command waiting for its data phase (WRITEMEM) and
+  // unread responses are gone.
+  void power_lost() override;
 
   Board& board() override { return board_; }
   // The user-facing serial; for V2 the 24 upper-case hex digits of its binary serial.

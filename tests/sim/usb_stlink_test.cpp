@@ -222,6 +222,28 @@ TEST_F(UsbStLinkTest, TransfersCompleteOnFrameBoundaries) {
   EXPECT_EQ(v3.pending_responses(), 0u) << "writes answer nothing";
 }
 
+TEST_F(UsbStLinkTest, PowerLossForgetsAPendingDataPhaseAndQueuedResponses) {
+  // Unplugged between a WRITEMEM command and its data: the rebooted firmware takes the next
+  // packet as a command again, not as the data it was waiting for.
+  UsbStLink usb(board_, StLinkVariant::v2);
+  Bytes version(16, 0);
+  version[0] = 0xF1;
+  ASSERT_EQ(usb.out(0x02, version), UsbStatus::ok);
+  Bytes write(16, 0);
+  write[0] = 0xF2;
+  write[1] = 0x08;  // WRITEMEM_32BIT, 64 bytes to 0x20000000
+  write[5] = 0x20;
+  write[6] = 64;
+  ASSERT_EQ(usb.out(0x02, write), UsbStatus::ok);
+  usb.power_lost();
+  EXPECT_EQ(usb.pending_responses(), 0u);
+  Bytes r;
+  EXPECT_EQ(usb.in(0x81, 64, r), UsbStatus::nak);
+  ASSERT_EQ(usb.out(0x02, version), UsbStatus::ok);
+  ASSERT_EQ(usb.in(0x81, 64, r), UsbStatus::ok);
+  EXPECT_EQ(r, (Bytes{0x2A, 0x07, 0x83, 0x04, 0x48, 0x37}));
+}
+
 TEST_F(UsbStLinkTest, ProbeFactoryMakesTheThreeKinds) {
   auto kinds = probe_kinds();
   for (const char* kind : {"stlink-v2", "stlink-v2-1", "stlink-v3"})
