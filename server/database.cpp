@@ -16,7 +16,7 @@ namespace {
 // "PFRM": marks the file as probefarmd's, so a foreign SQLite file is refused rather than
 // having tables added to it.
 constexpr std::int64_t kApplicationId = 0x5046524d;
-constexpr std::int64_t kSchemaVersion = 1;
+constexpr std::int64_t kSchemaVersion = 2;
 
 // Version 1. Later versions add migrations below this one; user_version says which ran.
 constexpr const char* kSchemaV1 = R"sql(
@@ -83,13 +83,55 @@ CREATE TABLE tokens (
 );
 )sql";
 
+// Version 2: audit rows for what is not a job (a GDB session, a console command that
+// writes: job_id NULL, `detail` says what was done), the production serial number a job
+// used, and the serial-number counters.
+constexpr const char* kSchemaV2 = R"sql(
+CREATE TABLE audit_v2 (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id INTEGER UNIQUE REFERENCES jobs (id),
+  at INTEGER NOT NULL,
+  who TEXT NOT NULL,
+  probe TEXT NOT NULL,
+  target_uid TEXT NOT NULL,
+  chip TEXT NOT NULL,
+  image_sha256 TEXT NOT NULL,
+  operation TEXT NOT NULL,
+  operations TEXT NOT NULL,
+  result TEXT NOT NULL,
+  durations TEXT NOT NULL,
+  bytes_programmed INTEGER NOT NULL,
+  image_bytes INTEGER NOT NULL,
+  error TEXT NOT NULL,
+  detail TEXT NOT NULL DEFAULT '',
+  serial_counter TEXT NOT NULL DEFAULT '',
+  serial_value INTEGER
+);
+INSERT INTO audit_v2 (id, job_id, at, who, probe, target_uid, chip, image_sha256, operation,
+                      operations, result, durations, bytes_programmed, image_bytes, error)
+  SELECT id, job_id, at, who, probe, target_uid, chip, image_sha256, operation, operations,
+         result, durations, bytes_programmed, image_bytes, error FROM audit;
+DROP TABLE audit;
+ALTER TABLE audit_v2 RENAME TO audit;
+CREATE INDEX audit_at ON audit (at);
+CREATE TABLE counters (
+  name TEXT PRIMARY KEY,
+  next_value INTEGER NOT NULL,
+  step INTEGER NOT NULL,
+  width INTEGER NOT NULL,
+  big_endian INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  created_by TEXT NOT NULL
+);
+)sql";
+
 constexpr const char* kJobColumns =
     "id, state, spec, submitted_by, idempotency_key, probe, chip, target_uid, created_at, "
     "started_at, finished_at, result, error";
 
 constexpr const char* kAuditColumns =
     "id, job_id, at, who, probe, target_uid, chip, image_sha256, operation, operations, result, "
-    "durations, bytes_programmed, image_bytes, error";
+    "durations, bytes_programmed, image_bytes, error, detail, serial_counter, serial_value";
 
 constexpr const char* kImageColumns =
     "sha256, name, format, size, data_bytes, segments, entry, bin_address, uploaded_by, "
@@ -273,6 +315,12 @@ Database::Database(const std::filesystem::path& path) : path_(path) {
       exec_locked(kSchemaV1);
       exec_locked(("PRAGMA application_id=" + std::to_string(kApplicationId)).c_str());
       exec_locked("PRAGMA user_version=1");
+      t.commit();
+    }
+    if (version < 2) {
+      Transaction t(*this);
+      exec_locked(kSchemaV2);
+      exec_locked("PRAGMA user_version=2");
       t.commit();
     }
   } catch (...) {
@@ -553,9 +601,36 @@ std::vector<AuditRow> Database::list_audit(const AuditFilter& filter) {
     r.bytes_programmed = static_cast<std::uint64_t>(s.integer(12));
     r.image_bytes = static_cast<std::uint64_t>(s.integer(13));
     r.error = s.text(14);
+    r.detail = s.text(15);
+    r.serial_counter = s.text(16);
+    if (!s.is_null(17)) r.serial_value = static_cast<std::uint64_t>(s.integer(17));
     rows.push_back(std::move(r));
   }
   return rows;
+}
+
+std::int64_t Database::add_audit(const AuditRow& row) {
+  std::lock_guard lock(mutex_);
+  Statement s(*this,
+              "INSERT INTO audit (job_id, at, who, probe, target_uid, chip, image_sha256, "
+              "operation, operations, result, durations, bytes_programmed, image_bytes, error, "
+              "detail) VALUES (NULL, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
+  s.bind(1, row.at ? row.at : now_ms())
+      .bind(2, row.who)
+      .bind(3, row.probe)
+      .bind(4, row.target_uid)
+      .bind(5, row.chip)
+      .bind(6, row.image_sha256)
+      .bind(7, row.operation)
+      .bind(8, row.operations.empty() ? std::string("{}") : row.operations)
+      .bind(9, row.result)
+      .bind(10, row.durations.empty() ? std::string("{}") : row.durations)
+      .bind(11, static_cast<std::int64_t>(row.bytes_programmed))
+      .bind(12, static_cast<std::int64_t>(row.image_bytes))
+      .bind(13, row.error)
+      .bind(14, row.detail);
+  s.run();
+  return sqlite3_last_insert_rowid(db_);
 }
 
 std::uint64_t Database::count_audit(const AuditFilter& filter) {
@@ -568,10 +643,10 @@ std::uint64_t Database::count_audit(const AuditFilter& filter) {
 std::string Database::audit_csv(const AuditFilter& filter) {
   std::string out =
       "id,job_id,at,who,probe,target_uid,chip,image_sha256,operation,operations,result,"
-      "durations,bytes_programmed,image_bytes,error\r\n";
+      "durations,bytes_programmed,image_bytes,error,detail,serial_counter,serial_value\r\n";
   for (const AuditRow& r : list_audit(filter)) {
     const std::string fields[] = {std::to_string(r.id),
-                                  std::to_string(r.job_id),
+                                  r.job_id ? std::to_string(r.job_id) : std::string(),
                                   iso_time(r.at),
                                   r.who,
                                   r.probe,
@@ -584,7 +659,10 @@ std::string Database::audit_csv(const AuditFilter& filter) {
                                   r.durations,
                                   std::to_string(r.bytes_programmed),
                                   std::to_string(r.image_bytes),
-                                  r.error};
+                                  r.error,
+                                  r.detail,
+                                  r.serial_counter,
+                                  r.serial_value ? std::to_string(*r.serial_value) : std::string()};
     bool first = true;
     for (const std::string& f : fields) {
       if (!first) out += ',';

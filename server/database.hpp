@@ -84,6 +84,9 @@ class Database {
 
   // ---- audit ----
   std::vector<AuditRow> list_audit(const AuditFilter& filter);
+  // Appends a row for what is not a job (job_id 0 is stored as NULL): a GDB session, a
+  // console command that wrote. `at` 0 means now. Returns the row's id.
+  std::int64_t add_audit(const AuditRow& row);
   std::uint64_t count_audit(const AuditFilter& filter);  // ignores limit/offset
   // RFC 4180 CSV with a header line; every row the filter selects (limit/offset apply
   // when limit is non-zero).

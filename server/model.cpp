@@ -302,6 +302,10 @@ json to_json(const ProbeView& p) {
           {"target", p.target ? to_json(*p.target) : json(nullptr)},
           {"target_error", error_or_null(p.target_error)},
           {"current_job", p.current_job ? json(*p.current_job) : json(nullptr)},
+          {"session", p.session ? json{{"kind", p.session->kind},
+                                       {"who", p.session->who},
+                                       {"since", iso_time(p.session->since)}}
+                                : json(nullptr)},
           {"queued_jobs", p.queued_jobs},
           {"last_seen", time_or_null(p.last_seen)}};
 }
@@ -355,7 +359,7 @@ json to_json(const AuditRow& r) {
     return j.is_discarded() ? json(s) : j;
   };
   return {{"id", r.id},
-          {"job_id", r.job_id},
+          {"job_id", r.job_id ? json(r.job_id) : json(nullptr)},
           {"at", iso_time(r.at)},
           {"who", r.who},
           {"probe", r.probe},
@@ -368,7 +372,10 @@ json to_json(const AuditRow& r) {
           {"durations", parse_or_text(r.durations)},
           {"bytes_programmed", r.bytes_programmed},
           {"image_bytes", r.image_bytes},
-          {"error", r.error}};
+          {"error", r.error},
+          {"detail", r.detail},
+          {"serial_counter", r.serial_counter},
+          {"serial_value", r.serial_value ? json(*r.serial_value) : json(nullptr)}};
 }
 
 json error_json(std::string_view category, std::string_view message, std::string_view hint) {

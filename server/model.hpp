@@ -183,6 +183,13 @@ struct TargetInfo {
 // "vendor", "product", "firmware", "usb_path", "state", "name", "labels", "target"
 // (TargetInfo or null), "target_error" (error object or null), "current_job" (id or null),
 // "queued_jobs", "last_seen"}.
+// Who holds a probe in an interactive session (GDB, console).
+struct SessionHolder {
+  std::string kind;        // "gdb" | "console"
+  std::string who;         // the token's name
+  std::int64_t since = 0;  // ms
+};
+
 struct ProbeView {
   std::string serial;
   std::string driver;
@@ -193,6 +200,7 @@ struct ProbeView {
   std::optional<TargetInfo> target;
   std::optional<JobError> target_error;  // why the target could not be detected
   std::optional<std::int64_t> current_job;
+  std::optional<SessionHolder> session;
   unsigned queued_jobs = 0;
   std::int64_t last_seen = 0;
 };
@@ -213,8 +221,8 @@ bool chip_matches(const std::string& wanted, const std::string& line_name);
 // "error" (message or "")}.
 struct AuditRow {
   std::int64_t id = 0;
-  std::int64_t job_id = 0;
-  std::int64_t at = 0;  // ms
+  std::int64_t job_id = 0;  // 0 (JSON null): a session or console row, not a job
+  std::int64_t at = 0;      // ms
   std::string who;
   std::string probe;
   std::string target_uid;
@@ -227,6 +235,9 @@ struct AuditRow {
   std::uint64_t bytes_programmed = 0;
   std::uint64_t image_bytes = 0;
   std::string error;
+  std::string detail;          // what a session or console command did
+  std::string serial_counter;  // the production serial number the job used, if any
+  std::optional<std::uint64_t> serial_value;
 };
 nlohmann::json to_json(const AuditRow& row);
 

@@ -6,6 +6,7 @@
 #include "server/event_bus.hpp"
 #include "server/job_runner.hpp"
 #include "server/log.hpp"
+#include "server/probe_session.hpp"
 #include "server/scheduler.hpp"
 
 namespace probefarm::server {
@@ -28,6 +29,12 @@ void call_done(const ActionDone& done, json result, std::optional<JobError> erro
   } catch (const std::exception& e) {
     log_event(LogLevel::error, "probe.action_callback_failed", {{"error", e.what()}});
   }
+}
+
+JobError held_error(const std::string& serial, const SessionHolder& holder) {
+  return JobError{
+      "busy", "probe " + serial + " is held by a " + holder.kind + " session of " + holder.who,
+      "wait for the session to end (GET /api/v1/probes/" + serial + " shows who holds it)"};
 }
 
 }  // namespace
@@ -110,6 +117,8 @@ void ProbeActor::post(ProbeAction action, ActionDone done) {
       refused = JobError{
           "busy", "probe " + view_.serial + " is running job " + std::to_string(*view_.current_job),
           "wait for the job to finish, or cancel it"};
+    else if (view_.session)
+      refused = held_error(view_.serial, *view_.session);
     else
       mailbox_.push_back(Action{action, std::move(done)});
   }
@@ -117,6 +126,104 @@ void ProbeActor::post(ProbeAction action, ActionDone done) {
     call_done(done, nullptr, refused);
   else
     cv_.notify_all();
+}
+
+std::shared_ptr<ProbeSession> ProbeActor::open_session(const std::string& kind,
+                                                       const std::string& who, JobError& refused) {
+  std::shared_ptr<ProbeSession> session;
+  {
+    std::lock_guard lock(mutex_);
+    if (stop_) {
+      refused = JobError{"busy", "probefarmd is stopping", "try again once it has restarted"};
+    } else if (!online_) {
+      refused = JobError{"probe_io", "probe " + view_.serial + " is offline",
+                         "plug the probe in again (GET /api/v1/probes shows its state)"};
+    } else if (view_.session) {
+      refused = held_error(view_.serial, *view_.session);
+    } else if (view_.current_job) {
+      refused = JobError{
+          "busy", "probe " + view_.serial + " is running job " + std::to_string(*view_.current_job),
+          "wait for the job to finish, or cancel it, then connect again"};
+    } else if (in_action_ || detecting_ || detect_pending_ || !mailbox_.empty()) {
+      refused = JobError{"busy", "probe " + view_.serial + " is busy with a quick action",
+                         "connect again in a moment"};
+    } else {
+      session = std::make_shared<ProbeSession>(view_.serial, kind, who);
+      session_ = session;
+      view_.session = SessionHolder{kind, who, now_ms()};
+      woken_ = true;
+    }
+  }
+  if (!session) return nullptr;
+  // Outside mutex_: the session calls the notifier under its own lock.
+  session->attach([this] {
+    {
+      std::lock_guard lock(mutex_);
+      woken_ = true;
+    }
+    cv_.notify_all();
+  });
+  cv_.notify_all();
+  log_event(LogLevel::info, "session.opened",
+            {{"serial", session->serial()}, {"kind", kind}, {"who", who}});
+  publish_state();
+  return session;
+}
+
+void ProbeActor::serve_session(ProbeSession& session) {
+  probe::ProbeInfo info;
+  {
+    std::lock_guard lock(mutex_);
+    info = info_;
+  }
+  ProbeSession::Task task;
+  while (session.take(task)) {
+    std::exception_ptr error;
+    try {
+      if (!session_conn_) {
+        ConnectOptions co;
+        co.speed_khz = settings_.speed_khz;
+        co.connect_under_reset = settings_.connect_under_reset;
+        co.halt = false;
+        session_conn_ = std::make_unique<ProbeConnection>(connect_probe(*usb_, info, co));
+      }
+      task.work(*session_conn_);
+    } catch (const Error& e) {
+      // The link or the target failed: the next call connects afresh.
+      if (e.category() == ErrorCategory::probe_io ||
+          e.category() == ErrorCategory::target_not_responding ||
+          e.category() == ErrorCategory::timeout)
+        session_conn_.reset();
+      error = std::current_exception();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    ProbeSession::finish(task, error);
+  }
+}
+
+void ProbeActor::release_session(std::unique_lock<std::mutex>& lock) {
+  std::shared_ptr<ProbeSession> session = std::move(session_);
+  session_.reset();
+  view_.session.reset();
+  const std::string reason = !online_ ? "probe " + view_.serial + " was unplugged"
+                             : stop_  ? "probefarmd is stopping"
+                                      : "closed";
+  lock.unlock();
+  if (session) {
+    session->end(reason);
+    session->attach(nullptr);
+    log_event(LogLevel::info, "session.closed",
+              {{"serial", session->serial()},
+               {"kind", session->kind()},
+               {"who", session->who()},
+               {"reason", session->end_reason()}});
+  }
+  session_conn_.reset();
+  publish_state();
+  // Jobs that waited for the session may run now.
+  lock.lock();
+  woken_ = true;
 }
 
 void ProbeActor::request_stop() {
@@ -159,7 +266,8 @@ void ProbeActor::set_meta(std::string name, std::vector<std::string> labels) {
 
 ProbeState ProbeActor::state_locked() const {
   if (!online_) return ProbeState::offline;
-  if (view_.current_job || detecting_ || detect_pending_ || in_action_) return ProbeState::busy;
+  if (view_.current_job || detecting_ || detect_pending_ || in_action_ || session_)
+    return ProbeState::busy;
   return ProbeState::idle;
 }
 
@@ -187,6 +295,23 @@ void ProbeActor::publish_state() {
 void ProbeActor::run() {
   std::unique_lock lock(mutex_);
   while (!stop_) {
+    if (session_ && !online_) {
+      release_session(lock);
+      continue;
+    }
+    if (session_) {
+      std::shared_ptr<ProbeSession> session = session_;
+      woken_ = false;
+      lock.unlock();
+      serve_session(*session);
+      lock.lock();
+      if (session->closed()) {
+        release_session(lock);
+        continue;
+      }
+      if (!stop_) cv_.wait_for(lock, kIdleWait, [&] { return stop_ || woken_ || !online_; });
+      continue;
+    }
     if (!online_) {
       // Whatever was queued for the probe before it left cannot run.
       std::deque<Action> dropped;
@@ -242,6 +367,7 @@ void ProbeActor::run() {
         return stop_ || woken_ || detect_pending_ || !mailbox_.empty() || !online_;
       });
   }
+  if (session_) release_session(lock);
   std::deque<Action> dropped;
   dropped.swap(mailbox_);
   exited_ = true;

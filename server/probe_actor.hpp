@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -23,7 +24,9 @@ namespace probefarm::server {
 
 class EventBus;
 class ImageStore;
+class ProbeSession;
 class Scheduler;
+struct ProbeConnection;
 
 struct ProbeSettings {
   std::uint32_t speed_khz = 4000;
@@ -52,6 +55,12 @@ class ProbeActor {
   // is running, or the actor is stopping.
   void post(ProbeAction action, ActionDone done);
 
+  // Opens an interactive session (probe_session.hpp) for `kind` ("gdb", "console") on behalf
+  // of `who`. Returns nullptr and fills `refused` when the probe is offline, running a job
+  // or an action, held by another session, or the daemon is stopping.
+  std::shared_ptr<ProbeSession> open_session(const std::string& kind, const std::string& who,
+                                             JobError& refused);
+
   // Takes no new work; the running job (if any) goes on.
   void request_stop();
   // Waits until the loop has ended (false if `deadline` came first).
@@ -72,6 +81,10 @@ class ProbeActor {
   void detect();
   void run_action(Action& item);
   void run_job_item(Job job);
+  // Runs the session's queued calls (actor thread, mutex_ not held).
+  void serve_session(ProbeSession& session);
+  // Lets go of an ended session: drops its connection, takes jobs again.
+  void release_session(std::unique_lock<std::mutex>& lock);
   // Publishes "probe.state" when the state changed since the last one published.
   void publish_state();
   ProbeState state_locked() const;
@@ -98,6 +111,8 @@ class ProbeActor {
   bool stop_ = false;
   bool exited_ = false;
   std::deque<Action> mailbox_;
+  std::shared_ptr<ProbeSession> session_;
+  std::unique_ptr<ProbeConnection> session_conn_;  // actor thread only
   std::optional<ProbeState> published_state_;
   std::mutex publish_mutex_;  // keeps "probe.state" events in order between threads
   std::thread thread_;

@@ -249,6 +249,19 @@ void ProbeManager::action(const std::string& serial, ProbeAction action, ActionD
   a->post(action, std::move(done));
 }
 
+std::shared_ptr<ProbeSession> ProbeManager::open_session(const std::string& serial,
+                                                         const std::string& kind,
+                                                         const std::string& who,
+                                                         JobError& refused) {
+  ProbeActor* a = find(serial);
+  if (!a) {
+    refused = JobError{"probe_not_found", "no probe with serial '" + serial + "'",
+                       "list the probes (GET /api/v1/probes)"};
+    return nullptr;
+  }
+  return a->open_session(kind, who, refused);
+}
+
 bool ProbeManager::any_matches(const ProbeSelector& selector) const {
   for (ProbeActor* a : actors()) {
     const ProbeView v = a->view();

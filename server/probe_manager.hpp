@@ -30,6 +30,8 @@ struct ProbeInfo;
 
 namespace probefarm::server {
 
+class ProbeSession;
+
 struct Config;
 class Database;
 class EventBus;
@@ -74,6 +76,10 @@ class ProbeManager {
   // serial), probe_io (offline), busy (a job is running: "probe X is running job 17"),
   // and whatever the target says.
   void action(const std::string& serial, ProbeAction action, ActionDone done);
+  // Opens an interactive session (probe_session.hpp) on the probe. Returns nullptr and fills
+  // `refused` (probe_not_found, probe_io for offline, busy) when it cannot.
+  std::shared_ptr<ProbeSession> open_session(const std::string& serial, const std::string& kind,
+                                             const std::string& who, JobError& refused);
   // Does any probe seen so far (online or not) satisfy the selector, or might it once its
   // target is detected? The API refuses a selector job nothing could ever run.
   bool any_matches(const ProbeSelector& selector) const;

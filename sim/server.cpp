@@ -24,6 +24,11 @@ using protocol::Status;
 // While paced, idle boards are advanced in steps of this much wall time: fine enough that
 // a client connecting mid-step sees current time, coarse enough to cost nothing.
 constexpr int kPaceTickMs = 10;
+// A running core costs host time to emulate. pace_idle advances the boards in steps of this
+// much virtual time (at time scale 1) and returns to the USB requests after this much host
+// time, so that a request never waits for a whole tick of emulation of every board.
+constexpr double kPaceStepMs = 0.5;
+constexpr auto kPaceBudget = std::chrono::milliseconds(2);
 
 Status to_status(UsbStatus s) {
   switch (s) {
@@ -214,7 +219,7 @@ void SimServer::run() {
         if (!flush_client(c)) drop_client(c);
       }
     }
-    if (options_.time_scale > 0) pace_idle();
+    if (options_.time_scale > 0) behind_wall_ = pace_idle();
   }
 
   for (auto& d : devices_)
@@ -230,6 +235,7 @@ void SimServer::run() {
 }
 
 int SimServer::poll_timeout_ms() const {
+  if (behind_wall_) return 0;
   int timeout = options_.time_scale > 0 ? kPaceTickMs : -1;
   const auto now = WallClock::now();
   for (const auto& [id, c] : clients_) {
@@ -339,24 +345,39 @@ SimServer::WallClock::duration SimServer::ahead_of_wall(Board& board) const {
       std::chrono::duration<double, std::pico>(ahead_ps));
 }
 
-void SimServer::pace_idle() {
-  auto wall_ps = std::chrono::duration<double, std::pico>(WallClock::now() - wall_start_).count();
+bool SimServer::pace_idle() {
+  const auto started = WallClock::now();
+  auto wall_ps = std::chrono::duration<double, std::pico>(started - wall_start_).count();
   auto target = static_cast<Picoseconds>(wall_ps * options_.time_scale);
-  // At most one pace tick of virtual time per call. A running core (a flash loader polling
-  // its ring buffer) can cost more host time to emulate than it takes on silicon; catching
-  // up in one long burst would leave the USB requests unserved for that long, and the board
-  // would see its host go silent. A board that falls behind the wall clock runs slower
-  // instead: the debt is dropped.
+  // At most one pace tick of virtual time per board and call. A running core (a flash loader
+  // polling its ring buffer) can cost more host time to emulate than it takes on silicon;
+  // catching up in one long burst would leave the USB requests unserved for that long, and
+  // the board would see its host go silent. A board that falls behind the wall clock runs
+  // slower instead: the debt is dropped.
   const auto tick = static_cast<Picoseconds>(kPaceTickMs * 1e9 * options_.time_scale);
-  for (auto& d : devices_) {
+  const auto step =
+      std::max<Picoseconds>(1, static_cast<Picoseconds>(kPaceStepMs * 1e9 * options_.time_scale));
+  std::vector<Picoseconds> want(devices_.size(), 0);
+  for (std::size_t i = 0; i < devices_.size(); ++i) {
+    Device& d = devices_[i];
     if (!d.board) continue;
-    Picoseconds want = d.virtual_start + target - d.pace_forgiven;
-    if (d.board->now() >= want) continue;
-    if (want - d.board->now() > tick) {
-      d.pace_forgiven += want - d.board->now() - tick;
-      want = d.board->now() + tick;
+    want[i] = d.virtual_start + target - d.pace_forgiven;
+    if (want[i] > d.board->now() && want[i] - d.board->now() > tick) {
+      d.pace_forgiven += want[i] - d.board->now() - tick;
+      want[i] = d.board->now() + tick;
     }
-    d.board->advance(want - d.board->now());
+  }
+  // Round robin in small steps, so that every board moves even when the slice runs out.
+  for (;;) {
+    bool behind = false;
+    for (std::size_t i = 0; i < devices_.size(); ++i) {
+      Device& d = devices_[i];
+      if (!d.board || d.board->now() >= want[i]) continue;
+      d.board->advance(std::min(step, want[i] - d.board->now()));
+      behind = behind || d.board->now() < want[i];
+    }
+    if (!behind) return false;
+    if (WallClock::now() - started >= kPaceBudget) return true;
   }
 }
 

@@ -111,12 +111,15 @@ class SimServer {
   void drop_client(Client& c);
   void release_claims(Client& c, Device& d);
   void save_touched(Client& c);
-  void pace_idle();
+  // Advances every board towards the wall clock for a bounded slice of host time; true
+  // while a board is still behind (the poll loop then comes straight back).
+  bool pace_idle();
   WallClock::duration ahead_of_wall(Board& board) const;
   int poll_timeout_ms() const;
 
   SimServerOptions options_;
   std::vector<Device> devices_;
+  bool behind_wall_ = false;  // pace_idle ran out of its host-time slice
   std::map<int, Client> clients_;
   int next_client_id_ = 1;
   int listen_fd_ = -1;

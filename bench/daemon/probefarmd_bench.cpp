@@ -2,8 +2,9 @@
 //  - fleet: every simulated board flashed at once, against the slowest board alone;
 //  - wrk: requests/s on GET /api/v1/probes;
 //  - events: latency from publish to receipt for 1,000 WebSocket subscribers during a job.
-// The boards are paced to the wall clock (--time-scale 1), as real hardware is, so the fleet
-// figures are wall-clock times; the event latencies are wall-clock by nature.
+// The boards are paced to the wall clock (--time-scale, default 0.25: a quarter of real speed,
+// so that one simulator thread can emulate four running cores at once), so the fleet figures
+// are wall-clock times; the event latencies are wall-clock by nature.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -45,6 +46,10 @@ struct Options {
   unsigned subscribers = 1000;
   unsigned wrk_seconds = 10;
   unsigned image_kib = 64;
+  // probefarm-sim emulates every board's core on one thread. At 1 a flash loader spinning on
+  // each of four boards needs more than the machine's CPU, and the fleet figure would time
+  // the simulator; a quarter of real speed leaves it headroom (the report shows how much).
+  std::string time_scale = "0.25";
 };
 
 double seconds_since(Clock::time_point t) {
@@ -159,8 +164,18 @@ std::string upload_random(HttpClient& http, const std::string& dir, std::size_t 
 
 std::string fleet(HttpClient& http, const std::vector<std::string>& serials,
                   const std::vector<std::string>& names, const std::string& sha, unsigned image_kib,
-                  pid_t sim, pid_t daemon) {
+                  const std::string& time_scale, pid_t sim, pid_t daemon) {
   std::ostringstream md;
+  // Untimed first pass: afterwards every board holds the image, so each timed run below
+  // erases and programs the same sectors (a blank chip would skip the erases).
+  {
+    std::vector<std::int64_t> warm;
+    for (const auto& s : serials)
+      warm.push_back(submit(http, s, sha));
+    for (auto id : warm)
+      if (json job = wait_job(http, id); job["state"] != "succeeded")
+        throw std::runtime_error("job failed: " + job.dump());
+  }
   std::vector<double> alone, alone_sim_cpu;
   double alone_daemon_cpu = 0;
   for (const auto& s : serials) {
@@ -204,10 +219,14 @@ std::string fleet(HttpClient& http, const std::vector<std::string>& serials,
     sum_sim_cpu += c;
   md << "### Fleet: every board at once against the slowest alone\n\n"
      << "Each board is flashed with the same " << image_kib
-     << " KiB image (`skip_unchanged: false`, so each run erases and programs), first one "
-        "board at a time, then all at once. Wall-clock seconds from submission to the job's "
-        "end, boards paced to the wall clock; CPU seconds of the simulator process and of "
-        "probefarmd over the same spans (/proc/PID/stat).\n\n"
+     << " KiB image (`skip_unchanged: false`, so each run erases and programs; an untimed "
+        "first pass puts the image on every board, so every timed run erases the same "
+        "sectors), first one board at a time, then all at once. Wall-clock seconds from submission "
+        "to the job's "
+        "end, boards paced to the wall clock at time scale "
+     << time_scale
+     << "; CPU seconds of the simulator process and of probefarmd over the same spans "
+        "(/proc/PID/stat).\n\n"
      << "| board | alone s | simulator CPU s (alone) | all at once s | running after s |\n"
         "|---|---|---|---|---|\n";
   char buf[4096];
@@ -225,23 +244,30 @@ std::string fleet(HttpClient& http, const std::vector<std::string>& serials,
   std::snprintf(buf, sizeof buf,
                 "Where the time goes: every job was running %.2f s after submission and the "
                 "first ended at %.2f s, so the four ran at the same time. The simulator used "
-                "%.1f CPU s for the fleet against %.1f CPU s for the four boards alone; "
-                "probefarmd used %.1f CPU s (fleet) and %.1f CPU s (alone, total).\n\n",
-                last_start, first_end, fleet_sim_cpu, sum_sim_cpu, fleet_daemon_cpu,
-                alone_daemon_cpu);
+                "%.1f CPU s for the fleet (%.0f %% of one core over its %.1f s) against %.1f "
+                "CPU s for the four boards alone; probefarmd used %.1f CPU s (fleet) and %.1f "
+                "CPU s (alone, total).\n\n",
+                last_start, first_end, fleet_sim_cpu, 100 * fleet_sim_cpu / makespan, makespan,
+                sum_sim_cpu, fleet_daemon_cpu, alone_daemon_cpu);
   md << buf;
-  if (makespan / slowest > 1.10 && fleet_sim_cpu > 0.8 * makespan) {
+  // probefarm-sim is one thread: when the four boards alone need more of it than the
+  // slowest board's time, the fleet cannot come within 10 % of that board on this machine.
+  if (sum_sim_cpu > slowest) {
     std::snprintf(buf, sizeof buf,
-                  "Why the target is missed: probefarm-sim is one thread that emulates every "
-                  "board's core (unicorn) and answers every USB request. During the fleet it "
-                  "was busy for %.1f of the %.1f s; the four boards alone needed %.1f s of it "
-                  "together, %.2fx the slowest board alone, so on this simulator the fleet "
-                  "cannot come within 10 %% of the slowest board whatever probefarmd does (it "
-                  "used %.1f CPU s). On hardware each board runs on its own silicon, and the "
-                  "jobs above already overlap fully.\n\n",
-                  fleet_sim_cpu, makespan, sum_sim_cpu, sum_sim_cpu / slowest, fleet_daemon_cpu);
-    md << buf;
+                  "The simulator limits this figure: probefarm-sim is one thread that emulates "
+                  "every board's core (unicorn) and answers every USB request, and the four "
+                  "boards alone needed %.1f CPU s of it, %.2fx the slowest board alone. Run "
+                  "with a lower --time-scale to measure probefarmd rather than the "
+                  "simulator.\n\n",
+                  sum_sim_cpu, sum_sim_cpu / slowest);
+  } else {
+    std::snprintf(buf, sizeof buf,
+                  "The simulator had headroom: the four boards alone needed %.1f CPU s of its "
+                  "one thread, %.0f %% of the slowest board's time, so the ratio measures "
+                  "probefarmd.\n\n",
+                  sum_sim_cpu, 100 * sum_sim_cpu / slowest);
   }
+  md << buf;
   return md.str();
 }
 
@@ -374,8 +400,11 @@ int main(int argc, char** argv) {
       o.subscribers = std::stoul(value());
     else if (a == "--wrk-seconds")
       o.wrk_seconds = std::stoul(value());
+    else if (a == "--time-scale")
+      o.time_scale = value();
     else if (a == "--help" || a == "-h") {
-      std::puts("probefarmd-bench [--out FILE] [--subscribers N] [--wrk-seconds S]");
+      std::puts(
+          "probefarmd-bench [--out FILE] [--subscribers N] [--wrk-seconds S] [--time-scale X]");
       return 0;
     } else {
       std::fprintf(stderr, "probefarmd-bench: unknown option %s\n", a.c_str());
@@ -393,7 +422,7 @@ int main(int argc, char** argv) {
     setenv("LD_LIBRARY_PATH", PROBEFARM_STANDIN_DIR, 1);
     const std::vector<std::string> boards = {"stm32f103c8:stlink-v2", "stm32f303vc:cmsis-dap-v1",
                                              "stm32f407vg:cmsis-dap-v2", "stm32f746ng:stlink-v3"};
-    probefarm::test::SimProcess sim(boards, {"--time-scale", "1"});
+    probefarm::test::SimProcess sim(boards, {"--time-scale", o.time_scale});
     Daemon daemon(sim.dir() + "/data");
     HttpClient http(ServerAddress::parse(daemon.url), daemon.token);
     for (int i = 0; i < 300; ++i) {
@@ -409,12 +438,15 @@ int main(int argc, char** argv) {
     std::time_t now = std::time(nullptr);
     char date[64];
     std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
-    md << "## probefarmd\n\nProduced by:\n\n```sh\nbuild/bin/probefarmd-bench\n```\n\nDate: "
-       << date << ". Boards: " << boards[0] << ", " << boards[1] << ", " << boards[2] << ", "
-       << boards[3] << " on one probefarm-sim at --time-scale 1, reached by probefarmd through "
+    md << "## probefarmd\n\nProduced by:\n\n```sh\nbuild/bin/probefarmd-bench --time-scale "
+       << o.time_scale << "\n```\n\nDate: " << date << ". Boards: " << boards[0] << ", "
+       << boards[1] << ", " << boards[2] << ", " << boards[3]
+       << " on one probefarm-sim at --time-scale " << o.time_scale
+       << ", reached by probefarmd through "
        << "the stand-in libusb.\n\n";
     std::cerr << "probefarmd-bench: fleet\n";
-    md << fleet(http, sim.serials(), boards, sha, o.image_kib, sim_pid(sim.socket()), daemon.pid);
+    md << fleet(http, sim.serials(), boards, sha, o.image_kib, o.time_scale, sim_pid(sim.socket()),
+                daemon.pid);
     std::cerr << "probefarmd-bench: wrk\n";
     md << wrk(daemon, o.wrk_seconds);
     std::cerr << "probefarmd-bench: events\n";

@@ -26,8 +26,10 @@
 #include "server/database.hpp"
 #include "server/event_bus.hpp"
 #include "server/image_store.hpp"
+#include "server/job_runner.hpp"
 #include "server/metrics.hpp"
 #include "server/probe_manager.hpp"
+#include "server/probe_session.hpp"
 #include "server/scheduler.hpp"
 
 namespace probefarm::server {
@@ -445,6 +447,68 @@ TEST_F(ProbeManagerTest, ActionOnABusyProbeIsRefusedAndARunningJobCanBeCancelled
   ASSERT_TRUE(job.error);
   EXPECT_EQ(job.error->message, "cancelled by carol");
   ASSERT_TRUE(wait_for([&] { return manager_->get(f4_)->state == ProbeState::idle; }));
+}
+
+TEST_F(ProbeManagerTest, ASessionHoldsTheProbeAndJobsWaitForIt) {
+  JobError refused;
+  auto session = manager_->open_session(f1_, "gdb", "alice", refused);
+  ASSERT_TRUE(session) << refused.message;
+  auto view = manager_->get(f1_);
+  EXPECT_EQ(view->state, ProbeState::busy);
+  ASSERT_TRUE(view->session);
+  EXPECT_EQ(view->session->kind, "gdb");
+  EXPECT_EQ(view->session->who, "alice");
+
+  // One connection for the whole session: a halt stays in force between calls.
+  session->run([](ProbeConnection& c) { c.target->core().halt(); });
+  bool halted = false;
+  std::uint32_t pc = 0;
+  session->run([&](ProbeConnection& c) {
+    halted = c.target->core().is_halted();
+    pc = c.target->core().read_register(protocol::CoreRegister::pc);
+  });
+  EXPECT_TRUE(halted);
+  EXPECT_NE(pc, 0u);
+  // An error thrown by the call reaches the caller, and the session goes on.
+  EXPECT_THROW(session->run([](ProbeConnection&) { throw Error(ErrorCategory::usage, "no"); }),
+               Error);
+
+  JobError second;
+  EXPECT_FALSE(manager_->open_session(f1_, "console", "bob", second));
+  EXPECT_EQ(second.category, "busy");
+  EXPECT_EQ(second.message, "probe " + f1_ + " is held by a gdb session of alice");
+  auto action = act(f1_, ProbeAction::reset);
+  ASSERT_TRUE(action.error);
+  EXPECT_EQ(action.error->message, "probe " + f1_ + " is held by a gdb session of alice");
+
+  // A job for the probe waits until the session ends, then runs.
+  const auto id = submit(read_spec(f1_, kFlashBase, 1024));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(sched_->get(id)->state, JobState::queued);
+  session->close();
+  EXPECT_THROW(session->run([](ProbeConnection&) {}), Error);
+  EXPECT_EQ(wait_final(id).state, JobState::succeeded);
+  EXPECT_FALSE(manager_->get(f1_)->session);
+}
+
+TEST_F(ProbeManagerTest, UnplugEndsASession) {
+  JobError refused;
+  auto session = manager_->open_session(f4_, "console", "carol", refused);
+  ASSERT_TRUE(session) << refused.message;
+  session->run([](ProbeConnection& c) { c.target->core().halt(); });
+  ASSERT_EQ(sim_->ctl({"unplug", f4_}), 0);
+  ASSERT_TRUE(wait_for([&] { return session->closed(); }));
+  EXPECT_EQ(session->end_reason(), "probe " + f4_ + " was unplugged");
+  try {
+    session->run([](ProbeConnection&) {});
+    ADD_FAILURE() << "a call after the unplug ran";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::probe_io);
+    EXPECT_NE(std::string(e.message()).find("was unplugged"), std::string::npos) << e.message();
+  }
+  ASSERT_EQ(sim_->ctl({"replug", f4_}), 0);
+  ASSERT_TRUE(wait_for([&] { return ready(f4_); }));
+  EXPECT_FALSE(manager_->get(f4_)->session);
 }
 
 TEST_F(ProbeManagerTest, NamesAndLabelsPersist) {

@@ -80,7 +80,7 @@ TEST(StoreDatabase, OpensInWalModeWithSchemaVersion) {
   const fs::path path = dir.path() / "sub" / "probefarm.db";
   { Database db(path); }
   EXPECT_EQ(query_text(path, "PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(query_text(path, "PRAGMA user_version"), "1");
+  EXPECT_EQ(query_text(path, "PRAGMA user_version"), "2");
   EXPECT_EQ(query_text(path,
                        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name "
                        "IN ('jobs', 'audit', 'images', 'probes', 'tokens')"),
@@ -396,7 +396,7 @@ TEST(StoreDatabase, AuditCsvQuotesPerRfc4180) {
   const std::string csv = db.audit_csv({});
   const std::string header =
       "id,job_id,at,who,probe,target_uid,chip,image_sha256,operation,operations,result,"
-      "durations,bytes_programmed,image_bytes,error\r\n";
+      "durations,bytes_programmed,image_bytes,error,detail,serial_counter,serial_value\r\n";
   ASSERT_EQ(csv.compare(0, header.size(), header), 0) << csv;
   const std::string row = csv.substr(header.size());
   const std::string expected_start = "1," + std::to_string(j.id) + "," + iso_time(j.finished_at) +
@@ -405,7 +405,7 @@ TEST(StoreDatabase, AuditCsvQuotesPerRfc4180) {
   EXPECT_EQ(row.compare(0, expected_start.size(), expected_start), 0) << row;
   const std::string expected_end =
       ",failed,\"{\"\"erase\"\":0.5,\"\"program\"\":1.25}\",4096,5000,"
-      "\"mismatch, said \"\"the chip\"\"\"\r\n";
+      "\"mismatch, said \"\"the chip\"\"\",,,\r\n";
   ASSERT_GE(row.size(), expected_end.size());
   EXPECT_EQ(row.substr(row.size() - expected_end.size()), expected_end) << row;
   EXPECT_EQ(iso_time(j.finished_at).size(), 24u);
@@ -464,6 +464,72 @@ TEST(StoreDatabase, ProbeMetaAndTokens) {
   EXPECT_TRUE(db.delete_token("ci"));
   EXPECT_FALSE(db.delete_token("ci"));
   EXPECT_TRUE(db.tokens().empty());
+}
+
+}  // namespace
+}  // namespace probefarm::server
+
+namespace probefarm::server {
+namespace {
+
+TEST(StoreDatabase, SessionRowsHaveNoJobAndSayWhatWasDone) {
+  TempDir dir;
+  Database db(dir.path() / "p.db");
+  const Job a = run_job(db, "ci", "PFSIM01", JobState::succeeded);
+  AuditRow row;
+  row.who = "alice";
+  row.probe = "PFSIM01";
+  row.operation = "gdb";
+  row.result = "succeeded";
+  row.detail = "gdb session, 12.5 s: load 2 regions (1024 bytes)";
+  const std::int64_t id = db.add_audit(row);
+  auto rows = db.list_audit({});
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].id, id);
+  EXPECT_EQ(rows[0].job_id, 0);
+  EXPECT_EQ(rows[0].detail, row.detail);
+  EXPECT_GT(rows[0].at, 0);
+  EXPECT_EQ(rows[1].job_id, a.id);
+  EXPECT_TRUE(to_json(rows[0])["job_id"].is_null());
+  const std::string csv = db.audit_csv({});
+  EXPECT_NE(csv.find("\r\n" + std::to_string(id) + ",,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("gdb session"), std::string::npos);
+}
+
+TEST(StoreDatabase, VersionOneAuditRowsSurviveTheMigration) {
+  TempDir dir;
+  const auto path = dir.path() / "p.db";
+  std::int64_t job_id = 0;
+  {
+    Database db(path);
+    job_id = run_job(db, "ci", "PFSIM01", JobState::failed, JobError{"probe_io", "gone", ""}).id;
+  }
+  // Back to the version 1 audit table (no detail or serial columns, job_id NOT NULL).
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
+  const char* downgrade = R"sql(
+    DROP TABLE counters;
+    CREATE TABLE audit_v1 AS SELECT id, job_id, at, who, probe, target_uid, chip, image_sha256,
+      operation, operations, result, durations, bytes_programmed, image_bytes, error FROM audit;
+    DROP TABLE audit;
+    ALTER TABLE audit_v1 RENAME TO audit;
+    PRAGMA user_version=1;
+  )sql";
+  ASSERT_EQ(sqlite3_exec(raw, downgrade, nullptr, nullptr, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(raw);
+  sqlite3_close(raw);
+
+  Database db(path);
+  auto rows = db.list_audit({});
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].job_id, job_id);
+  EXPECT_EQ(rows[0].error, "gone");
+  EXPECT_EQ(rows[0].detail, "");
+  EXPECT_FALSE(rows[0].serial_value);
+  AuditRow session;
+  session.who = "bob";
+  session.operation = "console";
+  EXPECT_GT(db.add_audit(session), rows[0].id);
 }
 
 }  // namespace
