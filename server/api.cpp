@@ -460,6 +460,9 @@ void register_routes(HttpServer& http, Services& services) {
   token_routes(http, services);
   status_routes(http, services);
   event_routes(http, services);
+  gdb_routes(http, services);
+  console_routes(http, services);
+  production_routes(http, services);
 }
 
 }  // namespace probefarm::server

@@ -31,4 +31,9 @@ struct Services {
 
 void register_routes(HttpServer& http, Services& services);
 
+// Route groups of their own files, called by register_routes.
+void gdb_routes(HttpServer& http, Services& services);         // api_gdb.cpp
+void console_routes(HttpServer& http, Services& services);     // api_console.cpp
+void production_routes(HttpServer& http, Services& services);  // api_production.cpp
+
 }  // namespace probefarm::server
