@@ -327,6 +327,9 @@ int run_command(const Options& o) {
     case Command::cancel:
     case Command::audit:
     case Command::images:
+    case Command::counters:
+    case Command::console:
+    case Command::gdb:
       throw Error(ErrorCategory::usage, "this command talks to a probefarmd: add --server URL");
   }
   return 0;

@@ -23,6 +23,8 @@ const std::map<std::string, Command> kCommands = {
     {"protect", Command::protect}, {"unlock", Command::unlock},
     {"jobs", Command::jobs},       {"cancel", Command::cancel},
     {"audit", Command::audit},     {"images", Command::images},
+    {"console", Command::console}, {"counters", Command::counters},
+    {"gdb", Command::gdb},
 };
 
 // Which command accepts which command option ("" = every command).
@@ -47,6 +49,11 @@ bool allowed(Command c, const std::string& opt) {
       {"--state", {Command::jobs}},
       {"--limit", {Command::jobs, Command::audit}},
       {"--csv", {Command::audit}},
+      {"--start", {Command::counters}},
+      {"--step", {Command::counters}},
+      {"--width", {Command::counters}},
+      {"--endian", {Command::counters}},
+      {"--port", {Command::gdb}},
   };
   auto it = table.find(opt);
   if (it == table.end()) return false;
@@ -59,6 +66,18 @@ std::string positional_command_name(Command c) {
   for (const auto& [name, command] : kCommands)
     if (command == c) return name;
   return "?";
+}
+
+// Counters are 64-bit: decimal or 0x-hex, no suffix.
+std::uint64_t parse_u64(const std::string& text, const char* what) {
+  const bool hex = text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X');
+  const char* first = text.data() + (hex ? 2 : 0);
+  const char* last = text.data() + text.size();
+  std::uint64_t v = 0;
+  auto [ptr, ec] = std::from_chars(first, last, v, hex ? 16 : 10);
+  if (first == last || ec != std::errc() || ptr != last)
+    usage_error(std::string(what) + " '" + text + "' is not a 64-bit number (decimal or 0x-hex)");
+  return v;
 }
 
 }  // namespace
@@ -138,9 +157,26 @@ Options parse_options(const std::vector<std::string>& args) {
     } else if (a == "--limit") {
       command_opts.push_back(a);
       o.limit = parse_number(value(), "--limit");
+    } else if (a == "--port") {
+      command_opts.push_back(a);
+      const std::uint32_t port = parse_number(value(), "--port");
+      if (port < 1 || port > 65535) usage_error("--port must be 1 to 65535");
+      o.gdb_port = static_cast<std::uint16_t>(port);
     } else if (a == "--csv") {
       command_opts.push_back(a);
       o.csv = true;
+    } else if (a == "--start" || a == "--step") {
+      command_opts.push_back(a);
+      (a == "--start" ? o.counter_start : o.counter_step) = parse_u64(value(), a.c_str());
+    } else if (a == "--width") {
+      command_opts.push_back(a);
+      o.counter_width = parse_number(value(), "--width");
+      if (o.counter_width < 1 || o.counter_width > 8) usage_error("--width must be 1 to 8 bytes");
+    } else if (a == "--endian") {
+      command_opts.push_back(a);
+      o.counter_endian = value();
+      if (o.counter_endian != "little" && o.counter_endian != "big")
+        usage_error("--endian '" + o.counter_endian + "' is not one of little, big");
     } else if (a == "--connect-under-reset") {
       o.connect_under_reset = true;
     } else if (a == "--yes") {
@@ -283,9 +319,34 @@ Options parse_options(const std::vector<std::string>& args) {
       }
       break;
     case Command::audit:
-    case Command::images:
-      want(0, o.command == Command::audit ? "audit [--csv] [--limit N]" : "images");
+      want(0, "audit [--csv] [--limit N]");
       break;
+    case Command::images:
+      want(0, "images");
+      break;
+    case Command::console:
+      want(0, "console --probe SERIAL");
+      break;
+    case Command::gdb:
+      want(0, "gdb --probe SERIAL [--port N]");
+      break;
+    case Command::counters: {
+      const char* form =
+          "counters [list | show NAME | create NAME [--start N] [--step N] "
+          "[--width 1..8] [--endian little|big]]";
+      if (!positional.empty()) o.counter_action = positional[0];
+      if (o.counter_action == "list") {
+        if (positional.size() > 1) usage_error(std::string("usage: probefarm ") + form);
+      } else if (o.counter_action == "show" || o.counter_action == "create") {
+        want(2, form);
+        o.counter_name = positional[1];
+      } else {
+        usage_error(std::string("usage: probefarm ") + form);
+      }
+      if (o.counter_action != "create" && !command_opts.empty())
+        usage_error("--start, --step, --width and --endian go with 'counters create'");
+      break;
+    }
     case Command::unlock:
       want(0, "unlock --yes");
       if (!o.yes)
@@ -300,7 +361,9 @@ Options parse_options(const std::vector<std::string>& args) {
   if (o.token.empty())
     if (const char* env = std::getenv("PROBEFARM_TOKEN"); env && *env) o.token = env;
   const bool remote_only = o.command == Command::jobs || o.command == Command::cancel ||
-                           o.command == Command::audit || o.command == Command::images;
+                           o.command == Command::audit || o.command == Command::images ||
+                           o.command == Command::counters || o.command == Command::console ||
+                           o.command == Command::gdb;
   if (remote_only && o.server.empty())
     usage_error("'" + positional_command_name(o.command) +
                 "' talks to a probefarmd: add --server URL");
@@ -361,6 +424,16 @@ daemon's probes, with live progress; the exit code is the job's. Also:
   audit [--csv] [--limit N]
                           The audit log: who flashed which image onto which chip.
   images                  The daemon's image store.
+  console --probe SERIAL  The probe's OpenOCD-style console (halt, mdw, flash write_image
+                          ...; 'help' lists them), one command per line of input.
+  counters [list | show NAME]
+                          Production serial-number counters (next value, step, width).
+  counters create NAME [--start N] [--step N] [--width 1..8] [--endian little|big]
+                          A new counter (admin token; default 0, 1, 4 bytes, little).
+                          A flash job takes one with "serial": {"counter", "address"}.
+  gdb --probe SERIAL [--port N]
+                          Listen on 127.0.0.1:N (default 3333) and tunnel each GDB client
+                          to the probe's GDB server (target extended-remote :N).
   --server URL            http://host:port of probefarmd.
   --token T               An API token (see DATA_DIR/admin-token, POST /api/v1/tokens).
   --chip C, --label L     Instead of --probe: the first idle probe with this chip or label.

@@ -22,10 +22,13 @@ enum class Command {
   option_bytes,
   protect,
   unlock,
-  jobs,    // remote only
-  cancel,  // remote only
-  audit,   // remote only
-  images,  // remote only
+  jobs,      // remote only
+  cancel,    // remote only
+  audit,     // remote only
+  images,    // remote only
+  counters,  // remote only
+  console,   // remote only
+  gdb,       // remote only: a local port tunnelled to the probe's GDB server
   help,
   version
 };
@@ -54,6 +57,16 @@ struct Options {
   std::uint32_t limit = 50;     // jobs / audit --limit N
   bool csv = false;             // audit --csv
   std::int64_t job_id = 0;      // jobs <id>, cancel <id>
+
+  // counters [list | show NAME | create NAME --start N --step N --width W --endian E].
+  std::string counter_action = "list";
+  std::string counter_name;
+  std::uint64_t counter_start = 0, counter_step = 1;
+  unsigned counter_width = 4;
+  std::string counter_endian = "little";
+
+  // gdb --probe SERIAL [--port N]: the local port GDB connects to.
+  std::uint16_t gdb_port = 3333;
 
   // list
   bool watch = false;  // --watch: report probes arriving and leaving until interrupted

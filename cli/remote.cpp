@@ -11,6 +11,9 @@
 
 #include "cli/progress.hpp"
 #include "cli/remote.hpp"
+
+#include "cli/console.hpp"
+#include "cli/gdb_tunnel.hpp"
 #include "cli/session.hpp"
 #include "probe/bytes.hpp"
 #include "probe/error.hpp"
@@ -30,21 +33,6 @@ namespace {
 // Exit status of a job that neither succeeded nor failed (README "Exit codes").
 constexpr int kExitCancelled = 11;
 
-std::string url_encode(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
 // A non-2xx answer becomes the Error the server described (category, message, hint).
 [[noreturn]] void throw_api_error(const HttpResult& r, const std::string& what) {
   json j = json::parse(r.body, nullptr, false);
@@ -54,16 +42,8 @@ std::string url_encode(const std::string& s) {
     message = j["error"].value("message", message);
     hint = j["error"].value("hint", "");
   }
-  ErrorCategory c = ErrorCategory::usage;
-  bool known = false;
-  for (auto candidate : {ErrorCategory::usage, ErrorCategory::image, ErrorCategory::probe_not_found,
-                         ErrorCategory::probe_io, ErrorCategory::target_not_responding,
-                         ErrorCategory::protection, ErrorCategory::verify, ErrorCategory::timeout,
-                         ErrorCategory::busy, ErrorCategory::internal})
-    if (category_name(candidate) == category) {
-      c = candidate;
-      known = true;
-    }
+  const std::optional<ErrorCategory> known = category_from_name(category);
+  ErrorCategory c = known.value_or(ErrorCategory::usage);
   if (!known) {
     // API categories: not_found, unauthorized, forbidden, too_large, conflict.
     if (r.status == 401 || r.status == 403) {
@@ -267,7 +247,61 @@ std::string text_of(const json& v) {
 
 }  // namespace
 
+// counters [list | show NAME | create NAME …]: production serial-number counters.
+int run_counters(const Options& o, HttpClient& http) {
+  json c;
+  if (o.counter_action == "create") {
+    c = checked(http.post_json("/api/v1/counters", {{"name", o.counter_name},
+                                                    {"start", o.counter_start},
+                                                    {"step", o.counter_step},
+                                                    {"width", o.counter_width},
+                                                    {"endian", o.counter_endian}}),
+                "creating counter " + o.counter_name);
+  } else if (o.counter_action == "show") {
+    c = checked(http.get("/api/v1/counters/" + url_encode(o.counter_name)),
+                "reading counter " + o.counter_name);
+  } else {
+    json list = checked(http.get("/api/v1/counters"), "listing counters")["counters"];
+    if (o.json) return print_json({{"ok", true}, {"counters", list}}), 0;
+    if (list.empty()) std::printf("the server has no counters\n");
+    print_table(
+        list,
+        {{"name", 20}, {"next_value", 12}, {"step", 6}, {"width", 5}, {"endian", 6}, {"issued", 8}},
+        [](const json& row, const char* col) { return text_of(row[col]); });
+    return 0;
+  }
+  if (o.json) return print_json({{"ok", true}, {"counter", c}}), 0;
+  std::printf("counter %s: next value %s, step %s, %s bytes %s-endian, %s issued\n",
+              text_of(c["name"]).c_str(), text_of(c["next_value"]).c_str(),
+              text_of(c["step"]).c_str(), text_of(c["width"]).c_str(), text_of(c["endian"]).c_str(),
+              text_of(c["issued"]).c_str());
+  return 0;
+}
+
+std::string url_encode(const std::string& s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+Error error_from_json(const json& error) {
+  return Error(category_from_name(error.value("category", "")).value_or(ErrorCategory::internal),
+               error.value("message", std::string("the server reported an error")),
+               error.value("hint", ""));
+}
+
 int run_remote(const Options& o) {
+  if (o.command == Command::console) return run_console(o);
+  if (o.command == Command::gdb) return run_gdb_tunnel(o);
   Remote remote(o);
   auto& http = remote.http();
   switch (o.command) {
@@ -428,6 +462,8 @@ int run_remote(const Options& o) {
                   });
       return 0;
     }
+    case Command::counters:
+      return run_counters(o, http);
     case Command::images: {
       json images = checked(http.get("/api/v1/images"), "listing images")["images"];
       if (o.json) return print_json({{"ok", true}, {"images", images}}), 0;

@@ -3,6 +3,7 @@
 // to an exit code and the API to an HTTP status, a message that says what happened, and a
 // hint that says what to do next. It lives in the lowest layer so that every folder above
 // (protocol/, flash/, server/, cli/) throws and catches the same type.
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -47,6 +48,16 @@ constexpr std::string_view category_name(ErrorCategory c) {
       return "internal";
   }
   return "internal";
+}
+
+// The category a stable name (category_name) stands for; nullopt for any other name.
+constexpr std::optional<ErrorCategory> category_from_name(std::string_view name) {
+  for (auto c : {ErrorCategory::usage, ErrorCategory::image, ErrorCategory::probe_not_found,
+                 ErrorCategory::probe_io, ErrorCategory::target_not_responding,
+                 ErrorCategory::protection, ErrorCategory::verify, ErrorCategory::timeout,
+                 ErrorCategory::busy, ErrorCategory::internal})
+    if (category_name(c) == name) return c;
+  return std::nullopt;
 }
 
 // The process exit status of a failure in this category, for probefarm and probefarmd

@@ -20,6 +20,10 @@ namespace probefarm::server {
 
 using nlohmann::json;
 
+// api_production.cpp: guarded operations and serial numbers; a refusal, or nullopt.
+std::optional<Response> check_production_spec(Services& s, const Principal& who,
+                                              const JobSpec& spec);
+
 namespace {
 
 [[noreturn]] void bad_request(const std::string& message, const std::string& hint = {}) {
@@ -224,6 +228,8 @@ void job_routes(HttpServer& http, Services& s) {
         }
         if (spec.probe.by_serial()) {
           if (!s.probes.get(spec.probe.serial)) return respond(probe_not_found(spec.probe.serial));
+          if (auto held = s.probes.session_refusal(spec.probe.serial))
+            return respond(Response::error(409, held->category, held->message, held->hint));
         } else if (!s.probes.any_matches(spec.probe)) {
           return respond(
               Response::error(404, "probe_not_found",
@@ -232,6 +238,7 @@ void job_routes(HttpServer& http, Services& s) {
                                   (spec.probe.label.empty() ? "" : " label=" + spec.probe.label),
                               "GET /api/v1/probes shows each probe's chip and labels"));
         }
+        if (auto refusal = check_production_spec(s, r.principal, spec)) return respond(*refusal);
         const std::string key = r.header("idempotency-key");
         if (key.size() > 200) bad_request("Idempotency-Key is longer than 200 characters");
         auto inserted = s.scheduler.submit(spec, r.principal, key);

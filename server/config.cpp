@@ -133,7 +133,8 @@ void apply_config_json(Config& c, const std::string& text, const std::string& or
   Reader r(doc, origin, "");
   r.only({"listen", "data_dir", "allowed_hosts", "tokens", "default_speed_khz",
           "connect_under_reset", "probes", "max_upload_bytes", "max_request_bytes",
-          "max_ws_message_bytes", "ws_queue_messages", "poll_interval_ms", "log_json"});
+          "max_ws_message_bytes", "ws_queue_messages", "poll_interval_ms", "log_json",
+          "session_jobs"});
 
   if (r.has("listen")) parse_listen(c, r.string("listen"), r.where("listen"));
   if (r.has("data_dir")) {
@@ -174,6 +175,12 @@ void apply_config_json(Config& c, const std::string& text, const std::string& or
   if (r.has("default_speed_khz"))
     c.default_speed_khz = static_cast<std::uint32_t>(r.number("default_speed_khz", 1, 100000));
   if (r.has("connect_under_reset")) c.connect_under_reset = r.boolean("connect_under_reset");
+  if (r.has("session_jobs")) {
+    const std::string v = r.string("session_jobs");
+    if (v != "wait" && v != "refuse")
+      bad(r.where("session_jobs") + " is '" + v + "'", "use \"wait\" or \"refuse\"");
+    c.refuse_jobs_during_session = v == "refuse";
+  }
   if (r.has("probes")) {
     const json& probes = r.at("probes");
     if (!probes.is_object())
@@ -285,7 +292,9 @@ Config file keys (all optional):
   default_speed_khz, connect_under_reset,
   probes {"<serial>": {"name", "labels": [...], "speed_khz", "connect_under_reset"}},
   max_upload_bytes, max_request_bytes, max_ws_message_bytes, ws_queue_messages,
-  poll_interval_ms, log_json
+  poll_interval_ms, log_json,
+  session_jobs: "wait" (default) or "refuse": what happens to a job submitted for a probe
+    that a GDB or console session holds
 
 On first start probefarmd creates an admin token and writes it to DATA_DIR/admin-token
 (mode 0600).

@@ -55,6 +55,9 @@ struct Config {
   std::uint64_t max_ws_message_bytes = 64ull << 10;
   std::size_t ws_queue_messages = 1024;  // a subscriber further behind is dropped
   unsigned poll_interval_ms = 500;       // hot-plug: bus listing period
+  // A job for a probe held by a GDB or console session: wait for the session to end, or be
+  // refused at submission (409, naming who holds the probe).
+  bool refuse_jobs_during_session = false;
   bool log_json = false;
   std::string log_level = "info";  // debug, info, warn, error
 };

@@ -114,8 +114,10 @@ INSERT INTO audit_v2 (id, job_id, at, who, probe, target_uid, chip, image_sha256
 DROP TABLE audit;
 ALTER TABLE audit_v2 RENAME TO audit;
 CREATE INDEX audit_at ON audit (at);
+ALTER TABLE jobs ADD COLUMN serial_value INTEGER;
 CREATE TABLE counters (
   name TEXT PRIMARY KEY,
+  start INTEGER NOT NULL,
   next_value INTEGER NOT NULL,
   step INTEGER NOT NULL,
   width INTEGER NOT NULL,
@@ -127,7 +129,7 @@ CREATE TABLE counters (
 
 constexpr const char* kJobColumns =
     "id, state, spec, submitted_by, idempotency_key, probe, chip, target_uid, created_at, "
-    "started_at, finished_at, result, error";
+    "started_at, finished_at, result, error, serial_value";
 
 constexpr const char* kAuditColumns =
     "id, job_id, at, who, probe, target_uid, chip, image_sha256, operation, operations, result, "
@@ -364,6 +366,9 @@ Job Database::read_job(const Statement& s) {
     if (e.is_object())
       job.error = JobError{e.value("category", ""), e.value("message", ""), e.value("hint", "")};
   }
+  // SQLite integers are signed: a 64-bit serial above INT64_MAX is stored as its two's
+  // complement and comes back the same.
+  if (!s.is_null(13)) job.serial_value = static_cast<std::uint64_t>(s.integer(13));
   return job;
 }
 
@@ -405,14 +410,19 @@ Database::Inserted Database::insert_job(const JobSpec& spec, const std::string& 
   return {*job, true};
 }
 
-void Database::mark_running(std::int64_t id, const std::string& probe, const std::string& chip,
-                            const std::string& target_uid, std::int64_t started_at) {
+std::optional<std::uint64_t> Database::mark_running(std::int64_t id, const std::string& probe,
+                                                    const std::string& chip,
+                                                    const std::string& target_uid,
+                                                    std::int64_t started_at,
+                                                    const std::string& serial_counter) {
   std::lock_guard lock(mutex_);
   Transaction t(*this);
+  std::optional<std::uint64_t> value;
+  if (!serial_counter.empty()) value = allocate_locked(serial_counter);
   Statement s(*this,
               "UPDATE jobs SET state = 'running', probe = ?2, chip = ?3, target_uid = ?4, "
-              "started_at = ?5 WHERE id = ?1 AND state = 'queued'");
-  s.bind(1, id).bind(2, probe).bind(3, chip).bind(4, target_uid).bind(5, started_at);
+              "started_at = ?5, serial_value = ?6 WHERE id = ?1 AND state = 'queued'");
+  s.bind(1, id).bind(2, probe).bind(3, chip).bind(4, target_uid).bind(5, started_at).bind(6, value);
   s.run();
   if (sqlite3_changes(db_) != 1) {
     auto job = get_job_locked(id);
@@ -423,6 +433,7 @@ void Database::mark_running(std::int64_t id, const std::string& probe, const std
                 "only a queued job can start");
   }
   t.commit();
+  return value;
 }
 
 void Database::finish_locked(const Job& job) {
@@ -462,8 +473,9 @@ void Database::finish_locked(const Job& job) {
   }
   Statement s(*this,
               "INSERT INTO audit (job_id, at, who, probe, target_uid, chip, image_sha256, "
-              "operation, operations, result, durations, bytes_programmed, image_bytes, error) "
-              "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
+              "operation, operations, result, durations, bytes_programmed, image_bytes, error, "
+              "serial_counter, serial_value) "
+              "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)");
   // A read job has no input image; its audit row names the backup it produced.
   const std::string& image = job.spec.image.empty() ? job.result.output_image : job.spec.image;
   s.bind(1, job.id)
@@ -479,7 +491,9 @@ void Database::finish_locked(const Job& job) {
       .bind(11, to_json(job.result)["durations"].dump())
       .bind(12, static_cast<std::int64_t>(job.result.bytes_programmed))
       .bind(13, static_cast<std::int64_t>(job.result.image_bytes))
-      .bind(14, job.error ? job.error->message : std::string());
+      .bind(14, job.error ? job.error->message : std::string())
+      .bind(15, job.serial_value && job.spec.serial ? job.spec.serial->counter : std::string())
+      .bind(16, job.serial_value);
   s.run();
 }
 
@@ -557,6 +571,106 @@ std::vector<Job> Database::interrupt_running_jobs() {
   }
   t.commit();
   return jobs;
+}
+
+// ---- production counters ------------------------------------------------------------------
+
+namespace {
+
+constexpr const char* kCounterColumns =
+    "name, start, next_value, step, width, big_endian, created_at, created_by";
+
+[[noreturn]] void bad_counter(const std::string& message, const std::string& hint = {}) {
+  throw Error(ErrorCategory::usage, message, hint);
+}
+
+}  // namespace
+
+std::optional<Counter> Database::get_counter_locked(const std::string& name) {
+  Statement s(
+      *this, (std::string("SELECT ") + kCounterColumns + " FROM counters WHERE name = ?1").c_str());
+  s.bind(1, name);
+  if (!s.step()) return std::nullopt;
+  Counter c;
+  c.name = s.text(0);
+  // Stored as SQLite's signed 64-bit integers; the casts round-trip every uint64 value.
+  c.start = static_cast<std::uint64_t>(s.integer(1));
+  c.next_value = static_cast<std::uint64_t>(s.integer(2));
+  c.step = static_cast<std::uint64_t>(s.integer(3));
+  c.width = static_cast<unsigned>(s.integer(4));
+  c.big_endian = s.integer(5) != 0;
+  c.created_at = s.integer(6);
+  c.created_by = s.text(7);
+  return c;
+}
+
+std::uint64_t Database::allocate_locked(const std::string& name) {
+  auto c = get_counter_locked(name);
+  if (!c)
+    bad_counter("serial-number counter '" + name + "' does not exist",
+                "create it with POST /api/v1/counters (probefarm counters create)");
+  const std::uint64_t value = c->next_value;
+  // Exhausted: the next value no longer fits the counter's bytes, or stepping past it
+  // would wrap around 2^64 and issue old values again.
+  if (value > counter_max(c->width) || value > ~std::uint64_t{0} - c->step)
+    bad_counter("serial-number counter '" + name + "' is exhausted: " + std::to_string(value) +
+                    " does not fit in " + std::to_string(c->width) + " bytes",
+                "create a new counter (a wider one, or one starting elsewhere)");
+  Statement s(*this, "UPDATE counters SET next_value = ?2 WHERE name = ?1");
+  s.bind(1, name).bind(2, static_cast<std::int64_t>(value + c->step));
+  s.run();
+  return value;
+}
+
+Counter Database::create_counter(const Counter& counter) {
+  if (!valid_counter_name(counter.name))
+    bad_counter("'" + counter.name + "' is not a counter name",
+                "names are 1 to 64 letters, digits, '.', '_' or '-'");
+  if (counter.width < 1 || counter.width > 8)
+    bad_counter("counter width must be 1 to 8 bytes, not " + std::to_string(counter.width));
+  if (counter.step == 0) bad_counter("counter step must not be 0");
+  if (counter.start > counter_max(counter.width))
+    bad_counter("counter start " + std::to_string(counter.start) + " does not fit in " +
+                std::to_string(counter.width) + " bytes");
+  std::lock_guard lock(mutex_);
+  Transaction t(*this);
+  if (get_counter_locked(counter.name))
+    throw Error(ErrorCategory::usage, "counter '" + counter.name + "' already exists",
+                "counters are never reset or replaced, so no value is issued twice; create "
+                "one with another name");
+  Statement s(*this,
+              "INSERT INTO counters (name, start, next_value, step, width, big_endian, "
+              "created_at, created_by) VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7)");
+  s.bind(1, counter.name)
+      .bind(2, static_cast<std::int64_t>(counter.start))
+      .bind(3, static_cast<std::int64_t>(counter.step))
+      .bind(4, std::int64_t{counter.width})
+      .bind(5, std::int64_t{counter.big_endian})
+      .bind(6, counter.created_at ? counter.created_at : now_ms())
+      .bind(7, counter.created_by);
+  s.run();
+  auto stored = get_counter_locked(counter.name);
+  t.commit();
+  return *stored;
+}
+
+std::optional<Counter> Database::get_counter(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  return get_counter_locked(name);
+}
+
+std::vector<Counter> Database::list_counters() {
+  std::vector<std::string> names;
+  std::lock_guard lock(mutex_);
+  {
+    Statement s(*this, "SELECT name FROM counters ORDER BY name");
+    while (s.step())
+      names.push_back(s.text(0));
+  }
+  std::vector<Counter> out;
+  for (const auto& n : names)
+    if (auto c = get_counter_locked(n)) out.push_back(std::move(*c));
+  return out;
 }
 
 // ---- audit --------------------------------------------------------------------------------

@@ -68,9 +68,15 @@ class Database {
   };
   Inserted insert_job(const JobSpec& spec, const std::string& submitted_by,
                       const std::string& idempotency_key);
-  // queued -> running, with the probe it runs on and what was detected there.
-  void mark_running(std::int64_t id, const std::string& probe, const std::string& chip,
-                    const std::string& target_uid, std::int64_t started_at);
+  // queued -> running, with the probe it runs on and what was detected there. With a
+  // `serial_counter`, the counter's next value is allocated and stored on the job in the
+  // same transaction, and returned: committed means issued, whatever happens to the job
+  // afterwards. Error(usage) when the counter does not exist or its next value no longer
+  // fits its width; nothing changes then.
+  std::optional<std::uint64_t> mark_running(std::int64_t id, const std::string& probe,
+                                            const std::string& chip, const std::string& target_uid,
+                                            std::int64_t started_at,
+                                            const std::string& serial_counter = {});
   // Stores the final state, result and error of `job` (state must be final; finished_at
   // is set to now if 0) and appends its audit row, in one transaction.
   void finish_job(const Job& job);
@@ -99,6 +105,13 @@ class Database {
   std::vector<ImageMeta> list_images();
   bool delete_image(const std::string& sha256);
 
+  // ---- production counters ----
+  // Inserts a counter (next_value = start). Error(usage) when the name is taken, the width
+  // is outside 1..8, the step is 0 or the start does not fit the width.
+  Counter create_counter(const Counter& counter);
+  std::optional<Counter> get_counter(const std::string& name);
+  std::vector<Counter> list_counters();  // by name
+
   // ---- probes ----
   void put_probe_meta(const ProbeMeta& meta);
   std::vector<ProbeMeta> probe_metas();
@@ -120,6 +133,8 @@ class Database {
   static Job read_job(const Statement& s);
   std::optional<Job> get_job_locked(std::int64_t id);
   void finish_locked(const Job& job);
+  std::uint64_t allocate_locked(const std::string& counter);
+  std::optional<Counter> get_counter_locked(const std::string& name);
 
   std::mutex mutex_;
   sqlite3* db_ = nullptr;

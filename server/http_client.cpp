@@ -519,15 +519,15 @@ WsClient::~WsClient() {
   }
 }
 
-void WsClient::send(const std::string& text) {
+void WsClient::send(const std::string& data, bool binary) {
   auto& d = *impl_;
   if (!d.open)
     throw Error(ErrorCategory::probe_io, "the WebSocket connection to " + d.url + " is closed",
                 "open a new connection");
   bool done = false;
   error_code ec;
-  d.ws.text(true);
-  d.ws.async_write(net::buffer(text), [&](error_code e, std::size_t) {
+  d.ws.text(!binary);
+  d.ws.async_write(net::buffer(data), [&](error_code e, std::size_t) {
     ec = e;
     done = true;
   });

@@ -74,7 +74,8 @@ class WsClient {
   WsClient(const WsClient&) = delete;
   WsClient& operator=(const WsClient&) = delete;
 
-  void send(const std::string& text);
+  // A text frame, or a binary one (bytes that need not be UTF-8: the GDB tunnel).
+  void send(const std::string& data, bool binary = false);
   // The next message, or nullopt when `timeout` passes first. Error(probe_io) when the
   // connection closed (the close reason in the message).
   std::optional<std::string> receive(std::chrono::milliseconds timeout);

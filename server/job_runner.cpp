@@ -1,5 +1,6 @@
 #include "server/job_runner.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -102,7 +103,45 @@ Error cancelled_error() {
   return Error(ErrorCategory::usage, "cancelled");
 }
 
+OptionBytesView option_view(const flash::ChipInfo& chip, const flash::OptionBytes& ob) {
+  OptionBytesView v;
+  v.rdp_level = ob.rdp_level;
+  for (const auto& f : flash::describe(chip, ob))
+    v.values.emplace_back(f.key, f.value);
+  for (const auto& g : flash::protection_groups(chip))
+    if (flash::group_protected(chip, ob, g)) v.write_protected.push_back({g.address, g.size});
+  return v;
+}
+
 }  // namespace
+
+void patch_image(flash::Image& image, std::uint32_t flash_base, std::uint32_t flash_size,
+                 std::uint32_t address, const std::vector<std::uint8_t>& bytes) {
+  const std::uint64_t end = std::uint64_t{address} + bytes.size();
+  for (auto& seg : image.segments) {
+    if (address >= seg.address && end <= seg.end()) {
+      std::copy(bytes.begin(), bytes.end(), seg.data.begin() + (address - seg.address));
+      return;
+    }
+    if (address < seg.end() && end > seg.address)
+      throw Error(ErrorCategory::usage,
+                  "serial number at 0x" + hex32(address) + " (" + std::to_string(bytes.size()) +
+                      " bytes) straddles the edge of the image segment at 0x" + hex32(seg.address),
+                  "put it wholly inside the image's data or wholly outside it");
+  }
+  if (address < flash_base || end > std::uint64_t{flash_base} + flash_size)
+    throw Error(ErrorCategory::usage,
+                "serial number at 0x" + hex32(address) +
+                    " is neither in the image nor in the chip's flash (0x" + hex32(flash_base) +
+                    ", " + std::to_string(flash_size) + " bytes)",
+                "choose an address inside the image or the flash");
+  flash::Segment seg;
+  seg.address = address;
+  seg.data = bytes;
+  auto pos = std::find_if(image.segments.begin(), image.segments.end(),
+                          [&](const flash::Segment& s) { return s.address > address; });
+  image.segments.insert(pos, std::move(seg));
+}
 
 ProbeConnection connect_probe(probe::UsbContext& usb, const probe::ProbeInfo& info,
                               const ConnectOptions& options) {
@@ -208,8 +247,34 @@ JobOutcome run_job(Job& job, const JobEnv& env) {
 
     flash::Programmer programmer(target, progress);
     const flash::ChipInfo& chip = target.chip();
+    // Option-byte work reports its own progress; a guarded operation is not abandoned
+    // half-way (an RDP regression interrupted leaves the chip neither here nor there).
+    auto option_progress = [&](std::uint32_t elapsed, std::uint32_t expected) {
+      clock.enter("option_bytes");
+      env.scheduler->progress(id, "option_bytes", elapsed, expected);
+    };
+    // Writes `wanted` and reloads the option bytes; the job's result shows what is in force.
+    auto write_options = [&](const flash::OptionBytes& wanted) {
+      flash::OptionWriteOptions wo;
+      wo.progress = option_progress;
+      const flash::OptionWriteReport rep = flash::write_option_bytes(target, wanted, wo);
+      job.result.option_bytes = option_view(chip, rep.after);
+      job.result.option_bytes->changed = !rep.reload.empty();
+      job.result.option_bytes->reload = rep.reload;
+    };
     switch (spec.operation) {
       case Operation::flash: {
+        if (spec.serial) {
+          if (!job.serial_value)
+            throw Error(ErrorCategory::internal,
+                        "job " + std::to_string(id) + " has no serial number allocated");
+          auto counter = env.scheduler->counter(spec.serial->counter);
+          if (!counter)
+            throw Error(ErrorCategory::usage,
+                        "serial-number counter '" + spec.serial->counter + "' does not exist");
+          patch_image(*image, chip.flash_base, chip.flash_size, spec.serial->address,
+                      counter_bytes(*counter, *job.serial_value));
+        }
         flash::check_fits(*image, chip.memory(), chip.flash_size);
         flash::FlashOptions fo;
         fo.verify = spec.verify;
@@ -246,17 +311,56 @@ JobOutcome run_job(Job& job, const JobEnv& env) {
         }
         break;
       case Operation::read: {
-        if (!spec.address || !spec.size)
-          throw Error(ErrorCategory::usage, "job: a read needs 'address' and 'size'");
-        std::vector<std::uint8_t> data(*spec.size);
-        programmer.read(*spec.address, data);
+        // Without a range: the whole flash, a backup that flashes back as it is.
+        const std::uint32_t address = spec.address.value_or(chip.flash_base);
+        const std::uint32_t size = spec.size.value_or(chip.flash_size);
+        std::vector<std::uint8_t> data(size);
+        programmer.read(address, data);
         job.result.image_bytes = data.size();
+        job.result.read_address = address;
+        job.result.read_size = size;
         UploadParams params;
-        params.name = "read-" + job.probe + "-0x" + hex32(*spec.address) + "-" +
-                      std::to_string(*spec.size) + ".bin";
+        params.name =
+            "read-" + job.probe + "-0x" + hex32(address) + "-" + std::to_string(size) + ".bin";
         params.format = "bin";
-        params.bin_address = *spec.address;
+        params.bin_address = address;
         job.result.output_image = env.images->add(data, params, job.submitted_by).sha256;
+        break;
+      }
+      case Operation::option_bytes: {
+        const flash::OptionBytes current = flash::read_option_bytes(target);
+        if (spec.option_set.empty()) {
+          job.result.option_bytes = option_view(chip, current);
+          break;
+        }
+        // Every assignment is checked before anything is written, as the CLI does; RDP
+        // level 2 stays refused here (apply_assignment wants "2-permanent", and the
+        // write below does not allow it).
+        flash::OptionBytes wanted = current;
+        for (const auto& [key, value] : spec.option_set)
+          flash::apply_assignment(chip, wanted, key, value);
+        write_options(wanted);
+        break;
+      }
+      case Operation::protect: {
+        const auto groups =
+            flash::groups_in_range(chip, spec.address.value_or(0), spec.size.value_or(0));
+        flash::OptionBytes wanted = flash::read_option_bytes(target);
+        for (const auto& g : groups)
+          flash::set_group_protected(chip, wanted, g, spec.write_protect);
+        write_options(wanted);
+        break;
+      }
+      case Operation::unlock: {
+        const flash::UnlockReport rep = flash::unlock_read_protection(target, option_progress);
+        job.result.mass_erase = rep.changed;
+        job.result.option_bytes = option_view(chip, flash::read_option_bytes(target));
+        job.result.option_bytes->changed = rep.changed;
+        job.result.option_bytes->reload = rep.reload;
+        if (rep.changed && !rep.flash_blank)
+          throw Error(ErrorCategory::verify,
+                      "read protection removed, but the flash is not blank afterwards",
+                      "erase the chip (an erase job without a range) and check again");
         break;
       }
     }

@@ -8,7 +8,9 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "flash/image.hpp"
 #include "flash/target.hpp"
 #include "probe/dap_probe.hpp"
 #include "probe/discovery.hpp"
@@ -62,6 +64,13 @@ struct JobOutcome {
   std::string firmware;              // the probe's firmware version, once it was opened
   bool unplugged = false;            // the job failed because the probe left the bus
 };
+
+// Writes `bytes` into `image` at `address`: over an image segment that holds the whole
+// range, or as a segment of its own where the image has no data but the chip has flash
+// (the sector is then programmed like any other). Error(usage) when the range straddles
+// a segment's edge or leaves both the image and the flash.
+void patch_image(flash::Image& image, std::uint32_t flash_base, std::uint32_t flash_size,
+                 std::uint32_t address, const std::vector<std::uint8_t>& bytes);
 
 // Runs a job that Scheduler::take handed out and leaves it in a final state (succeeded,
 // failed or cancelled) with its result, phase times and error filled in. Never throws.

@@ -41,7 +41,8 @@ std::optional<E> parse_name(std::string_view name, const std::string_view (&name
 constexpr std::string_view kRoles[] = {"viewer", "operator", "admin"};
 constexpr std::string_view kStates[] = {"queued", "running",   "succeeded",
                                         "failed", "cancelled", "interrupted"};
-constexpr std::string_view kOperations[] = {"flash", "verify", "erase", "read"};
+constexpr std::string_view kOperations[] = {"flash",  "verify",       "erase",  "read",
+                                            "unlock", "option_bytes", "protect"};
 constexpr std::string_view kEraseModes[] = {"automatic", "sectors", "all"};
 constexpr std::string_view kProbeStates[] = {"idle", "busy", "offline"};
 
@@ -113,6 +114,11 @@ std::optional<Operation> parse_operation(std::string_view name) {
   return parse_name<Operation>(name, kOperations);
 }
 
+bool is_guarded(Operation op, bool option_write) {
+  return op == Operation::unlock || op == Operation::protect ||
+         (op == Operation::option_bytes && option_write);
+}
+
 std::string_view probe_state_name(ProbeState state) {
   return kProbeStates[static_cast<int>(state)];
 }
@@ -120,14 +126,16 @@ std::string_view probe_state_name(ProbeState state) {
 JobSpec job_spec_from_json(const json& j) {
   if (!j.is_object()) bad_spec("the body must be a JSON object");
   static const char* const known[] = {
-      "operation",      "probe", "image",   "erase", "verify",    "readback",
-      "skip_unchanged", "reset", "address", "size",  "speed_khz", "connect_under_reset"};
+      "operation",      "probe",   "image",      "erase",        "verify",    "readback",
+      "skip_unchanged", "reset",   "address",    "size",         "speed_khz", "connect_under_reset",
+      "serial",         "confirm", "option_set", "write_protect"};
   for (const auto& [key, value] : j.items())
     if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return key == k; }) ==
         std::end(known))
       bad_spec("unknown field '" + key + "'",
                "fields: operation, probe, image, erase, verify, readback, skip_unchanged, "
-               "reset, address, size, speed_khz, connect_under_reset");
+               "reset, address, size, speed_khz, connect_under_reset, serial, confirm, "
+               "option_set, write_protect");
   JobSpec s;
   if (j.contains("operation")) {
     auto op = parse_operation(string_field(j, "operation"));
@@ -177,10 +185,58 @@ JobSpec job_spec_from_json(const json& j) {
   if (!needs_image && !s.image.empty())
     bad_spec("'" + std::string(operation_name(s.operation)) + "' takes no image");
   if (s.address.has_value() != s.size.has_value()) bad_spec("'address' and 'size' go together");
-  if (s.operation == Operation::read && (!s.address || *s.size == 0))
-    bad_spec("'read' needs 'address' and a non-zero 'size'");
-  if (s.address && (s.operation == Operation::flash || s.operation == Operation::verify))
-    bad_spec("'address' and 'size' are for erase and read; an image carries its addresses");
+  if (s.operation == Operation::read && s.size && *s.size == 0)
+    bad_spec("'read' needs a non-zero 'size'",
+             "leave out 'address' and 'size' to read the "
+             "whole flash");
+  if (s.address && (s.operation == Operation::flash || s.operation == Operation::verify ||
+                    s.operation == Operation::unlock || s.operation == Operation::option_bytes))
+    bad_spec(
+        "'address' and 'size' are for erase, read and protect; an image carries its "
+        "addresses");
+
+  if (j.contains("serial")) {
+    const json& sj = j["serial"];
+    if (!sj.is_object() || !sj.contains("counter") || !sj.contains("address"))
+      bad_spec("'serial' must be {\"counter\": name, \"address\": number}");
+    for (const auto& [key, value] : sj.items())
+      if (key != "counter" && key != "address")
+        bad_spec("unknown serial field '" + key + "'", "use counter and address");
+    SerialRequest req;
+    req.counter = string_field(sj, "counter");
+    req.address = u32_field(sj, "address");
+    if (!valid_counter_name(req.counter))
+      bad_spec("'serial.counter' is not a counter name: '" + req.counter + "'",
+               "names are 1 to 64 letters, digits, '.', '_' or '-'");
+    s.serial = req;
+    if (s.operation != Operation::flash)
+      bad_spec("'serial' goes with 'flash' only: the value is written into the image");
+  }
+  if (j.contains("confirm")) {
+    // true is not enough: the serial, typed again, shows which board is meant.
+    if (!j["confirm"].is_string()) bad_spec("'confirm' must be the probe's serial as a string");
+    s.confirm = j["confirm"].get<std::string>();
+  }
+  if (j.contains("option_set")) {
+    if (s.operation != Operation::option_bytes)
+      bad_spec("'option_set' goes with 'option_bytes' only");
+    if (!j["option_set"].is_object() || j["option_set"].empty())
+      bad_spec("'option_set' must be a non-empty object {\"KEY\": \"VALUE\"}",
+               "e.g. {\"nRST_STOP\": \"0\"}; GET the option bytes with an option_bytes job "
+               "without option_set to see the keys");
+    for (const auto& [key, value] : j["option_set"].items()) {
+      if (value.is_string())
+        s.option_set.emplace_back(key, value.get<std::string>());
+      else if (value.is_number_unsigned())
+        s.option_set.emplace_back(key, std::to_string(value.get<std::uint64_t>()));
+      else
+        bad_spec("'option_set." + key + "' must be a string or an unsigned number");
+    }
+  }
+  if (j.contains("write_protect")) {
+    if (s.operation != Operation::protect) bad_spec("'write_protect' goes with 'protect' only");
+    s.write_protect = bool_field(j, "write_protect");
+  }
   return s;
 }
 
@@ -201,7 +257,30 @@ json to_json(const JobSpec& s) {
   if (s.size) j["size"] = *s.size;
   if (s.speed_khz) j["speed_khz"] = *s.speed_khz;
   if (s.connect_under_reset) j["connect_under_reset"] = *s.connect_under_reset;
+  if (s.serial) j["serial"] = {{"counter", s.serial->counter}, {"address", s.serial->address}};
+  if (!s.confirm.empty()) j["confirm"] = s.confirm;
+  if (!s.option_set.empty()) {
+    json set = json::object();
+    for (const auto& [key, value] : s.option_set)
+      set[key] = value;
+    j["option_set"] = set;
+  }
+  if (s.operation == Operation::protect) j["write_protect"] = s.write_protect;
   return j;
+}
+
+json to_json(const OptionBytesView& ob) {
+  json values = json::object();
+  for (const auto& [key, value] : ob.values)
+    values[key] = value;
+  json wp = json::array();
+  for (const auto& g : ob.write_protected)
+    wp.push_back({{"address", g.address}, {"size", g.size}});
+  return {{"rdp_level", ob.rdp_level},
+          {"values", values},
+          {"write_protected", wp},
+          {"changed", ob.changed},
+          {"reload", ob.reload}};
 }
 
 json to_json(const JobResult& r) {
@@ -216,7 +295,10 @@ json to_json(const JobResult& r) {
           {"sectors_programmed", r.sectors_programmed},
           {"mass_erase", r.mass_erase},
           {"verified", r.verified},
-          {"output_image", r.output_image.empty() ? json(nullptr) : json(r.output_image)}};
+          {"output_image", r.output_image.empty() ? json(nullptr) : json(r.output_image)},
+          {"read_address", r.read_size ? json(r.read_address) : json(nullptr)},
+          {"read_size", r.read_size ? json(r.read_size) : json(nullptr)},
+          {"option_bytes", r.option_bytes ? to_json(*r.option_bytes) : json(nullptr)}};
 }
 
 JobResult job_result_from_json(const json& j) {
@@ -234,6 +316,24 @@ JobResult job_result_from_json(const json& j) {
   r.verified = j.value("verified", false);
   if (j.contains("output_image") && j["output_image"].is_string())
     r.output_image = j["output_image"];
+  if (j.contains("read_size") && j["read_size"].is_number_unsigned()) {
+    r.read_size = j["read_size"];
+    r.read_address = j.value("read_address", 0u);
+  }
+  if (j.contains("option_bytes") && j["option_bytes"].is_object()) {
+    const json& o = j["option_bytes"];
+    OptionBytesView ob;
+    ob.rdp_level = o.value("rdp_level", 0u);
+    if (o.contains("values") && o["values"].is_object())
+      for (const auto& [key, value] : o["values"].items())
+        if (value.is_number_unsigned()) ob.values.emplace_back(key, value.get<std::uint32_t>());
+    if (o.contains("write_protected") && o["write_protected"].is_array())
+      for (const auto& g : o["write_protected"])
+        ob.write_protected.push_back({g.value("address", 0u), g.value("size", 0u)});
+    ob.changed = o.value("changed", false);
+    ob.reload = o.value("reload", "");
+    r.option_bytes = std::move(ob);
+  }
   return r;
 }
 
@@ -255,7 +355,41 @@ json to_json(const Job& job) {
       {"progress",
        {{"phase", job.phase}, {"done", job.done}, {"total", job.total}, {"percent", percent}}},
       {"result", to_json(job.result)},
-      {"error", error_or_null(job.error)}};
+      {"error", error_or_null(job.error)},
+      {"serial_value", job.serial_value ? json(*job.serial_value) : json(nullptr)}};
+}
+
+std::uint64_t counter_max(unsigned width) {
+  return width >= 8 ? ~std::uint64_t{0} : (std::uint64_t{1} << (8 * width)) - 1;
+}
+
+std::vector<std::uint8_t> counter_bytes(const Counter& c, std::uint64_t value) {
+  std::vector<std::uint8_t> out(c.width);
+  for (unsigned i = 0; i < c.width; ++i) {
+    const auto byte = static_cast<std::uint8_t>(value >> (8 * i));
+    out[c.big_endian ? c.width - 1 - i : i] = byte;
+  }
+  return out;
+}
+
+bool valid_counter_name(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](unsigned char ch) {
+    return std::isalnum(ch) || ch == '.' || ch == '_' || ch == '-';
+  });
+}
+
+json to_json(const Counter& c) {
+  return {{"name", c.name},
+          {"start", c.start},
+          {"next_value", c.next_value},
+          {"step", c.step},
+          {"width", c.width},
+          {"endian", c.big_endian ? "big" : "little"},
+          {"issued", c.step ? (c.next_value - c.start) / c.step : 0},
+          {"max_value", counter_max(c.width)},
+          {"created_at", time_or_null(c.created_at)},
+          {"created_by", c.created_by}};
 }
 
 json to_json(const ImageMeta& m) {

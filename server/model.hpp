@@ -30,6 +30,11 @@ struct Principal {
 
 // ---- jobs ---------------------------------------------------------------------------------
 
+// An address range: an image segment, a write-protected group.
+struct SegmentInfo {
+  std::uint32_t address = 0, size = 0;
+};
+
 enum class JobState { queued, running, succeeded, failed, cancelled, interrupted };
 std::string_view job_state_name(JobState state);
 std::optional<JobState> parse_job_state(std::string_view name);
@@ -40,7 +45,12 @@ enum class Operation {
   flash,   // program `image` (plan, erase, program, verify), optional reset
   verify,  // compare `image` with the flash (CRC-32 on target, or read-back)
   erase,   // `address`/`size` whole sectors, or the whole chip (mass erase) without a range
-  read,    // `address`/`size` of memory into the image store (a backup)
+  read,    // `address`/`size` of memory (the whole flash without a range) into the image
+           // store: a backup
+  // Guarded operations (admin role and "confirm": the probe's serial, see the API):
+  unlock,        // RDP level 1 -> 0, which mass-erases the flash
+  option_bytes,  // read the option bytes; with `option_set`, write them (guarded only then)
+  protect,       // set or clear write protection on `address`/`size` (whole flash without)
 };
 std::string_view operation_name(Operation op);
 std::optional<Operation> parse_operation(std::string_view name);
@@ -58,6 +68,18 @@ struct ProbeSelector {
 
 // "automatic" | "sectors" | "all" (flash::EraseMode).
 enum class EraseMode { automatic, sectors, all };
+
+// A production serial number: the next value of counter `counter`, written into the image
+// at `address` (counter width, counter endianness) before programming. JSON:
+// "serial": {"counter": "board-sn", "address": 134610944}.
+struct SerialRequest {
+  std::string counter;
+  std::uint32_t address = 0;
+};
+
+// Does `op` change protection or erase the chip behind the user's back? Such a job needs
+// the admin role and an explicit confirmation (JobSpec::confirm).
+bool is_guarded(Operation op, bool option_write);
 
 // A job as submitted (POST /api/v1/jobs body). JSON:
 // {"operation": "flash", "probe": {"serial": "…"} | {"chip": "…", "label": "…"},
@@ -78,6 +100,16 @@ struct JobSpec {
   std::optional<std::uint32_t> address, size;  // erase (range), read (required)
   std::optional<std::uint32_t> speed_khz;      // default: the probe's configuration
   std::optional<bool> connect_under_reset;     // default: the probe's configuration
+  std::optional<SerialRequest> serial;         // flash only
+  // Guarded operations: the serial of the probe the job names, typed again ("confirm").
+  std::string confirm;
+  // option_bytes: KEY=VALUE assignments as `probefarm option-bytes set` takes them
+  // ("option_set": {"nRST_STOP": "0"}); empty: only read them.
+  std::vector<std::pair<std::string, std::string>> option_set;
+  // protect: true sets write protection, false clears it ("write_protect": true).
+  bool write_protect = true;
+
+  bool guarded() const { return is_guarded(operation, !option_set.empty()); }
 };
 
 // Throws Error(usage) naming the field for an unknown operation, a missing image, a read
@@ -91,6 +123,18 @@ struct PhaseTime {
   double seconds = 0;
 };
 
+// Option bytes as a job read them (option_bytes, protect and unlock jobs). JSON:
+// {"rdp_level", "values": {KEY: value}, "write_protected": [{"address", "size"}],
+//  "changed", "reload"}.
+struct OptionBytesView {
+  unsigned rdp_level = 0;
+  std::vector<std::pair<std::string, std::uint32_t>> values;  // register order
+  std::vector<SegmentInfo> write_protected;
+  bool changed = false;  // the job wrote them (false: they already held what was asked)
+  std::string reload;    // how they were loaded again after a write
+};
+nlohmann::json to_json(const OptionBytesView& option_bytes);
+
 // What a finished (or failed part-way) job did.
 struct JobResult {
   std::vector<PhaseTime> phases;
@@ -100,6 +144,8 @@ struct JobResult {
   bool mass_erase = false;
   bool verified = false;
   std::string output_image;  // read: the sha256 of what was read, now in the image store
+  std::uint32_t read_address = 0, read_size = 0;  // read: the range that was read
+  std::optional<OptionBytesView> option_bytes;    // option_bytes, protect, unlock
 };
 
 // The API's "result" object: {"durations": {phase: seconds}, "image_bytes", …,
@@ -134,14 +180,37 @@ struct Job {
   std::uint64_t done = 0, total = 0;
   JobResult result;
   std::optional<JobError> error;
+  // The production serial number allocated when the job started (spec.serial); kept even
+  // when the job then failed: a value is issued once.
+  std::optional<std::uint64_t> serial_value;
 };
 nlohmann::json to_json(const Job& job);
 
-// ---- images -------------------------------------------------------------------------------
+// ---- production counters ------------------------------------------------------------------
 
-struct SegmentInfo {
-  std::uint32_t address = 0, size = 0;
+// A serial-number counter. JSON: {"name", "start", "next_value", "step", "width", "endian"
+// ("little" | "big"), "issued" (values allocated so far), "max_value", "created_at",
+// "created_by"}.
+struct Counter {
+  std::string name;
+  std::uint64_t start = 0;
+  std::uint64_t next_value = 0;
+  std::uint64_t step = 1;
+  unsigned width = 4;  // bytes written into the image, 1..8
+  bool big_endian = false;
+  std::int64_t created_at = 0;
+  std::string created_by;
 };
+nlohmann::json to_json(const Counter& counter);
+// The largest value `width` bytes hold.
+std::uint64_t counter_max(unsigned width);
+// `value` as `width` bytes in the counter's byte order.
+std::vector<std::uint8_t> counter_bytes(const Counter& counter, std::uint64_t value);
+// Names are what a URL path segment and a CLI argument take without quoting:
+// 1..64 of [A-Za-z0-9._-].
+bool valid_counter_name(std::string_view name);
+
+// ---- images -------------------------------------------------------------------------------
 
 // An image in the content-addressed store. JSON: {"sha256", "name", "format" ("elf",
 // "ihex", "srec", "bin"), "size" (file bytes), "data_bytes" (bytes of data), "segments":

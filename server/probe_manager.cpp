@@ -262,6 +262,19 @@ std::shared_ptr<ProbeSession> ProbeManager::open_session(const std::string& seri
   return a->open_session(kind, who, refused);
 }
 
+std::optional<JobError> ProbeManager::session_refusal(const std::string& serial) const {
+  if (!config_.refuse_jobs_during_session) return std::nullopt;
+  ProbeActor* a = find(serial);
+  if (!a) return std::nullopt;
+  const ProbeView v = a->view();
+  if (!v.session) return std::nullopt;
+  return JobError{"busy",
+                  "probe " + serial + " is held by a " + v.session->kind + " session of " +
+                      v.session->who + ", and this daemon refuses jobs meanwhile",
+                  "submit the job once the session has ended, or set \"session_jobs\": "
+                  "\"wait\" in the config"};
+}
+
 bool ProbeManager::any_matches(const ProbeSelector& selector) const {
   for (ProbeActor* a : actors()) {
     const ProbeView v = a->view();

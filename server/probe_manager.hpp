@@ -80,6 +80,9 @@ class ProbeManager {
   // `refused` (probe_not_found, probe_io for offline, busy) when it cannot.
   std::shared_ptr<ProbeSession> open_session(const std::string& serial, const std::string& kind,
                                              const std::string& who, JobError& refused);
+  // With Config::refuse_jobs_during_session: why a job for `serial` is refused now (a session
+  // holds the probe); nullopt when it may be queued.
+  std::optional<JobError> session_refusal(const std::string& serial) const;
   // Does any probe seen so far (online or not) satisfy the selector, or might it once its
   // target is detected? The API refuses a selector job nothing could ever run.
   bool any_matches(const ProbeSelector& selector) const;

@@ -161,6 +161,7 @@ void Scheduler::set_wakeup(std::function<void()> wakeup) {
 std::optional<Job> Scheduler::take(const ProbeView& probe) {
   if (probe.state == ProbeState::offline) return std::nullopt;
   Job job;
+  std::optional<Job> refused;  // its serial number could not be allocated
   {
     std::lock_guard lock(mutex_);
     auto pos = std::find_if(queue_.begin(), queue_.end(), [&](std::int64_t id) {
@@ -178,14 +179,35 @@ std::optional<Job> Scheduler::take(const ProbeView& probe) {
     const std::int64_t started = now_ms();
     // Marked in the database before anyone is told, under the lock so that a cancel cannot
     // slip between "taken" and "running".
-    db_.mark_running(id, probe.serial, chip, uid, started);
-    queue_.erase(pos);
-    live.job.state = JobState::running;
-    live.job.probe = probe.serial;
-    live.job.chip = chip;
-    live.job.target_uid = uid;
-    live.job.started_at = started;
-    job = live.job;
+    // The production serial number is allocated in the transaction that marks the job
+    // running: once committed it belongs to this job, even if the daemon dies next.
+    const std::string counter = live.job.spec.serial ? live.job.spec.serial->counter : "";
+    try {
+      live.job.serial_value = db_.mark_running(id, probe.serial, chip, uid, started, counter);
+    } catch (const Error& e) {
+      // A missing or exhausted counter fails the job before it touches the probe; any
+      // other database error is the caller's (the actor retries later).
+      if (e.category() != ErrorCategory::usage) throw;
+      queue_.erase(pos);
+      live.job.state = JobState::failed;
+      live.job.probe = probe.serial;
+      live.job.error = JobError{"usage", std::string(e.message()), e.hint()};
+      live.job.finished_at = now_ms();
+      refused = live.job;
+    }
+    if (!refused) {
+      queue_.erase(pos);
+      live.job.state = JobState::running;
+      live.job.probe = probe.serial;
+      live.job.chip = chip;
+      live.job.target_uid = uid;
+      live.job.started_at = started;
+      job = live.job;
+    }
+  }
+  if (refused) {
+    finish(*refused);
+    return take(probe);
   }
   log_event(LogLevel::info, "job.started", {{"id", job.id}, {"probe", job.probe}});
   bus_.publish("job.started", job.probe, job.id, to_json(job));

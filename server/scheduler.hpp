@@ -59,6 +59,8 @@ class Scheduler {
   // finishes it as cancelled.
   bool progress(std::int64_t id, std::string_view phase, std::uint64_t done, std::uint64_t total);
   bool cancel_requested(std::int64_t id) const;
+  // A production counter (width and byte order of the value a job writes).
+  std::optional<Counter> counter(const std::string& name) { return db_.get_counter(name); }
   // Final state: database (job row + audit row, one transaction), "job.finished", metrics
   // (probefarm_jobs_total{result}, probefarm_bytes_flashed_total).
   void finish(Job job);

@@ -489,6 +489,28 @@ TEST_F(ProbeManagerTest, ASessionHoldsTheProbeAndJobsWaitForIt) {
   EXPECT_THROW(session->run([](ProbeConnection&) {}), Error);
   EXPECT_EQ(wait_final(id).state, JobState::succeeded);
   EXPECT_FALSE(manager_->get(f1_)->session);
+  EXPECT_FALSE(manager_->session_refusal(f1_)) << "waiting is the default";
+}
+
+TEST_F(ProbeManagerTest, SessionJobsRefuseSaysWhoHoldsTheProbe) {
+  manager_->stop(std::chrono::seconds(10));
+  config_.refuse_jobs_during_session = true;
+  manager_ = std::make_unique<ProbeManager>(config_, *db_, *images_, *sched_, bus_, metrics_);
+  manager_->start();
+  ASSERT_TRUE(wait_for([&] { return ready(f1_); }));
+  EXPECT_FALSE(manager_->session_refusal(f1_));
+  JobError refused;
+  auto session = manager_->open_session(f1_, "console", "dave", refused);
+  ASSERT_TRUE(session) << refused.message;
+  auto held = manager_->session_refusal(f1_);
+  ASSERT_TRUE(held);
+  EXPECT_EQ(held->category, "busy");
+  EXPECT_EQ(held->message, "probe " + f1_ +
+                               " is held by a console session of dave, and this daemon refuses "
+                               "jobs meanwhile");
+  EXPECT_FALSE(manager_->session_refusal(f4_));
+  session->close();
+  ASSERT_TRUE(wait_for([&] { return !manager_->session_refusal(f1_); }));
 }
 
 TEST_F(ProbeManagerTest, UnplugEndsASession) {

@@ -35,15 +35,9 @@ class DaemonApi : public ::testing::Test {
   static std::string f103() { return sim_->serials()[0]; }
   static std::string f407() { return sim_->serials()[1]; }
   static HttpClient admin() { return daemon_->client(daemon_->admin_token()); }
-  // A token of the given role, created through the API.
   static std::string token(const std::string& name, const std::string& role) {
     auto http = admin();
-    auto r = http.post_json("/api/v1/tokens", {{"name", name}, {"role", role}});
-    EXPECT_EQ(r.status, 201u) << r.body;
-    return r.json().value("token", "");
-  }
-  static std::string demo_elf(const std::string& chip) {
-    return std::string(PROBEFARM_FIRMWARE_DIR) + "/demo_" + chip + ".elf";
+    return create_token(http, name, role);
   }
   // A raw image of `size` random bytes at the start of flash, uploaded.
   static std::string random_upload(HttpClient& http, std::size_t size, unsigned seed) {

@@ -160,6 +160,19 @@ inline json submit(HttpClient& http, const json& spec,
   return r.json();
 }
 
+// A token of the given role, created through the API with an admin client.
+inline std::string create_token(HttpClient& admin, const std::string& name,
+                                const std::string& role) {
+  auto r = admin.post_json("/api/v1/tokens", {{"name", name}, {"role", role}});
+  EXPECT_EQ(r.status, 201u) << r.body;
+  return r.json().value("token", "");
+}
+
+// The demo firmware ELF the build made for `chip` ("stm32f407vg").
+inline std::string demo_elf(const std::string& chip) {
+  return std::string(PROBEFARM_FIRMWARE_DIR) + "/demo_" + chip + ".elf";
+}
+
 inline json probe_of(HttpClient& http, const std::string& serial) {
   auto r = http.get("/api/v1/probes/" + serial);
   EXPECT_EQ(r.status, 200u) << r.body;

@@ -203,6 +203,10 @@ TEST(StoreConfig, ValidatesTypesRolesHashesAndPorts) {
   EXPECT_EQ(error(R"({"allowed_hosts": "a"})"),
             "f.json: 'allowed_hosts' must be an array of strings");
   EXPECT_EQ(error(R"([1, 2])"), "f.json: the config file must be a JSON object");
+  EXPECT_EQ(error(R"({"session_jobs": "queue"})"), "f.json: 'session_jobs' is 'queue'");
+  EXPECT_FALSE(c.refuse_jobs_during_session);
+  apply_config_json(c, R"({"session_jobs": "refuse"})", "f.json");
+  EXPECT_TRUE(c.refuse_jobs_during_session);
 }
 
 TEST(StoreConfig, UsageTextNamesEveryFlag) {

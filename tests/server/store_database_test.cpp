@@ -504,11 +504,13 @@ TEST(StoreDatabase, VersionOneAuditRowsSurviveTheMigration) {
     Database db(path);
     job_id = run_job(db, "ci", "PFSIM01", JobState::failed, JobError{"probe_io", "gone", ""}).id;
   }
-  // Back to the version 1 audit table (no detail or serial columns, job_id NOT NULL).
+  // Back to version 1: the old audit table (no detail or serial columns, job_id NOT NULL),
+  // no counters, no serial number on jobs.
   sqlite3* raw = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
   const char* downgrade = R"sql(
     DROP TABLE counters;
+    ALTER TABLE jobs DROP COLUMN serial_value;
     CREATE TABLE audit_v1 AS SELECT id, job_id, at, who, probe, target_uid, chip, image_sha256,
       operation, operations, result, durations, bytes_programmed, image_bytes, error FROM audit;
     DROP TABLE audit;
