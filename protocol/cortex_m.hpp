@@ -39,7 +39,13 @@ enum class CoreRegister : std::uint8_t {
   psp = 18,
   control_faultmask_basepri_primask = 20,
   fpscr = 33,
+  s0 = 0x40,  // s0..s31 are 0x40..0x5F (FPU present; ARMv7-M ARM C1.6.3)
 };
+
+// The single-precision FPU register s<n>, n < 32.
+constexpr CoreRegister fpu_s(unsigned n) {
+  return static_cast<CoreRegister>(static_cast<unsigned>(CoreRegister::s0) + n);
+}
 
 enum class ResetKind {
   sysresetreq,  // AIRCR.SYSRESETREQ: core and peripherals

@@ -470,6 +470,7 @@ void register_routes(HttpServer& http, Services& services) {
   gdb_routes(http, services);
   console_routes(http, services);
   production_routes(http, services);
+  web_routes(http, services);
 }
 
 }  // namespace probefarm::server

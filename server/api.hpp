@@ -35,5 +35,6 @@ void register_routes(HttpServer& http, Services& services);
 void gdb_routes(HttpServer& http, Services& services);         // api_gdb.cpp
 void console_routes(HttpServer& http, Services& services);     // api_console.cpp
 void production_routes(HttpServer& http, Services& services);  // api_production.cpp
+void web_routes(HttpServer& http, Services& services);         // api_web.cpp
 
 }  // namespace probefarm::server

@@ -134,7 +134,7 @@ void apply_config_json(Config& c, const std::string& text, const std::string& or
   r.only({"listen", "data_dir", "allowed_hosts", "tokens", "default_speed_khz",
           "connect_under_reset", "probes", "max_upload_bytes", "max_request_bytes",
           "max_ws_message_bytes", "ws_queue_messages", "poll_interval_ms", "log_json",
-          "session_jobs"});
+          "session_jobs", "web_dir"});
 
   if (r.has("listen")) parse_listen(c, r.string("listen"), r.where("listen"));
   if (r.has("data_dir")) {
@@ -208,6 +208,10 @@ void apply_config_json(Config& c, const std::string& text, const std::string& or
   if (r.has("poll_interval_ms"))
     c.poll_interval_ms = static_cast<unsigned>(r.number("poll_interval_ms", 10, 3600000));
   if (r.has("log_json")) c.log_json = r.boolean("log_json");
+  if (r.has("web_dir")) {
+    c.web_dir = r.string("web_dir");
+    if (c.web_dir.empty()) bad(r.where("web_dir") + " is empty", "name the dashboard's directory");
+  }
 }
 
 Config parse_config(int argc, char** argv) {
@@ -252,6 +256,9 @@ Config parse_config(int argc, char** argv) {
         bad("--time-scale '" + v + "' is not a number from 0 to 1000000",
             "1 runs the simulator in real time, 0 as fast as possible");
       c.time_scale = x;
+    } else if (flag == "--web-dir") {
+      c.web_dir = flag_value(argc, argv, i, flag, arg);
+      if (c.web_dir.empty()) bad("--web-dir is empty", "name the dashboard's directory");
     } else if (flag == "--log-json") {
       if (inline_value) bad("--log-json takes no value", "give --log-json alone");
       c.log_json = true;
@@ -281,6 +288,8 @@ Options:
   --simulate SPEC      serve simulated boards instead of USB probes, e.g.
                        stm32f407vg:cmsis-dap-v2,stm32f103c8:stlink-v2
   --time-scale X       simulator pacing: 1 real time, 0 as fast as possible (default 1)
+  --web-dir DIR        the dashboard's files, served at / (default: the build's source
+                       tree web/)
   --log-json           log one JSON object per line
   --log-level LEVEL    debug, info, warn or error (default info)
   -h, --help           show this text
@@ -292,7 +301,7 @@ Config file keys (all optional):
   default_speed_khz, connect_under_reset,
   probes {"<serial>": {"name", "labels": [...], "speed_khz", "connect_under_reset"}},
   max_upload_bytes, max_request_bytes, max_ws_message_bytes, ws_queue_messages,
-  poll_interval_ms, log_json,
+  poll_interval_ms, log_json, web_dir,
   session_jobs: "wait" (default) or "refuse": what happens to a job submitted for a probe
     that a GDB or console session holds
 

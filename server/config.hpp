@@ -3,7 +3,8 @@
 // defaults.
 //
 //   probefarmd [--listen HOST:PORT] [--data-dir DIR] [--config FILE]
-//              [--simulate CHIP:PROBE,…] [--time-scale X] [--log-json] [--log-level LEVEL]
+//              [--simulate CHIP:PROBE,…] [--time-scale X] [--web-dir DIR] [--log-json]
+//              [--log-level LEVEL]
 //
 // Config file (JSON; every key optional):
 //   {"listen": "127.0.0.1:8080", "data_dir": "/var/lib/probefarm",
@@ -13,7 +14,8 @@
 //    "probes": {"<serial>": {"name": "bench-3", "labels": ["f4", "hil"],
 //                            "speed_khz": 8000, "connect_under_reset": true}},
 //    "max_upload_bytes": 67108864, "max_request_bytes": 1048576, "max_ws_message_bytes": 65536,
-//    "ws_queue_messages": 1024, "poll_interval_ms": 500, "log_json": false}
+//    "ws_queue_messages": 1024, "poll_interval_ms": 500, "log_json": false,
+//    "web_dir": "/usr/share/probefarm/web"}
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -58,6 +60,8 @@ struct Config {
   // A job for a probe held by a GDB or console session: wait for the session to end, or be
   // refused at submission (409, naming who holds the probe).
   bool refuse_jobs_during_session = false;
+  // The dashboard's static files (api_web.cpp); empty: the source tree's web/ (compiled in).
+  std::filesystem::path web_dir;
   bool log_json = false;
   std::string log_level = "info";  // debug, info, warn, error
 };

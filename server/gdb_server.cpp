@@ -261,9 +261,9 @@ std::optional<std::string> Session::read_one_register(protocol::CortexM& core, u
   if (n == kFpscr) return rsp::le32_hex(core.read_register(CoreRegister::fpscr));
   if (n >= kFirstD && n < kFpscr) {
     // d<k> is s<2k> (low word) and s<2k+1>, in target byte order.
-    const unsigned s = kRegselS0 + 2 * (n - kFirstD);
-    return rsp::le32_hex(core.read_register(static_cast<CoreRegister>(s))) +
-           rsp::le32_hex(core.read_register(static_cast<CoreRegister>(s + 1)));
+    const unsigned s = 2 * (n - kFirstD);
+    return rsp::le32_hex(core.read_register(protocol::fpu_s(s))) +
+           rsp::le32_hex(core.read_register(protocol::fpu_s(s + 1)));
   }
   return std::nullopt;
 }
@@ -281,9 +281,9 @@ bool Session::write_one_register(protocol::CortexM& core, unsigned n, std::strin
   if (!fpu_ || n < kFirstD || n >= kFpscr || hex.size() != 16) return false;
   auto lo = rsp::parse_le32_hex(hex.substr(0, 8)), hi = rsp::parse_le32_hex(hex.substr(8));
   if (!lo || !hi) return false;
-  const unsigned s = kRegselS0 + 2 * (n - kFirstD);
-  core.write_register(static_cast<CoreRegister>(s), *lo);
-  core.write_register(static_cast<CoreRegister>(s + 1), *hi);
+  const unsigned s = 2 * (n - kFirstD);
+  core.write_register(protocol::fpu_s(s), *lo);
+  core.write_register(protocol::fpu_s(s + 1), *hi);
   return true;
 }
 

@@ -21,8 +21,6 @@ namespace rsp = protocol::rsp;
 
 // Our register numbers (gdb_target_xml): r0-pc 0-15, xpsr 16, d0-d15 17-32, fpscr 33.
 constexpr unsigned kXpsr = 16, kFirstD = 17, kFpscr = 33;
-// DCRSR.REGSEL of S0 (ARMv7-M ARM C1.6.3: 0b1000000 + n for S0..S31).
-constexpr unsigned kRegselS0 = 0x40;
 // DWT comparator n (ARMv7-M ARM C1.8.7): COMP at +0x20, FUNCTION at +0x28, stride 0x10;
 // FUNCTION.MATCHED is bit 24 and clears when read.
 constexpr std::uint32_t kDwtComp0 = 0xE0001020, kDwtFunction0 = 0xE0001028;
