@@ -1,6 +1,7 @@
 #include "server/probe_actor.hpp"
 
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "probe/error.hpp"
 #include "server/event_bus.hpp"
@@ -203,8 +204,7 @@ void ProbeActor::serve_session(ProbeSession& session) {
 }
 
 void ProbeActor::release_session(std::unique_lock<std::mutex>& lock) {
-  std::shared_ptr<ProbeSession> session = std::move(session_);
-  session_.reset();
+  std::shared_ptr<ProbeSession> session = std::exchange(session_, nullptr);
   view_.session.reset();
   const std::string reason = !online_ ? "probe " + view_.serial + " was unplugged"
                              : stop_  ? "probefarmd is stopping"
