@@ -31,6 +31,7 @@ static_assert(sizeof(pf_program) == kPfSize);
 
 // The loader's own stack: its entries use a few dozen bytes; the rest is headroom.
 constexpr std::uint32_t kStackSize = 1024;
+constexpr std::uint32_t kTarBlock = 1024;
 constexpr std::uint32_t kMinRing = 1024;
 // Per ring write. Small chunks let the loader start programming early and program one
 // chunk while the next crosses USB (on a CMSIS-DAP v1 HID probe the upload is as slow as the
@@ -85,8 +86,11 @@ LoaderSession::LoaderSession(Target& target, std::uint32_t max_ring) : target_(t
   const ChipInfo& chip = target.chip();
   const Loader& l = loader();
   const std::uint64_t ram_end = std::uint64_t{chip.ram_base} + chip.ram_size;
-  params_ = (l.end + 7) & ~7u;
-  ring_ = params_ + kPfSize;  // kPfSize is a multiple of 8: the ring stays 8-byte aligned
+  // The ring starts on a 1 KiB boundary, the parameter block right below it: a probe's
+  // memory commands split at the TAR auto-increment boundary (1 KiB, ADIv5.2 C2.2.2), so
+  // an unaligned ring costs one more command per ring write.
+  ring_ = (l.end + kPfSize + kTarBlock - 1) & ~(kTarBlock - 1);
+  params_ = ring_ - kPfSize;
   stack_top_ = static_cast<std::uint32_t>(ram_end & ~std::uint64_t{7});
   const std::uint64_t room = stack_top_ > ring_ + kStackSize ? stack_top_ - kStackSize - ring_ : 0;
   if (l.base < chip.ram_base || room < kMinRing) {
@@ -205,7 +209,8 @@ std::vector<std::uint32_t> LoaderSession::crc32_many(std::span<const CrcRequest>
 }
 
 void LoaderSession::program(std::uint32_t address, std::span<const std::uint8_t> data,
-                            unsigned psize, const std::function<void(std::uint64_t)>& on_progress) {
+                            unsigned psize, const std::function<void(std::uint64_t)>& on_progress,
+                            bool verified_after) {
   if (data.empty()) return;
   // The loader's few dozen cycles per unit between two programming operations (erased-unit
   // check, store, DSB, BSY poll, EOP clear, read_offset) add up at the reset clock: ~2 us
@@ -273,7 +278,9 @@ void LoaderSession::program(std::uint32_t address, std::span<const std::uint8_t>
     // Keep ring writes word-sized until the last one: positions stay 4-byte aligned.
     if (written + n < length) n &= ~3u;
     if (n > 0) {
-      mem.write(ring_ + pos, data.subspan(written, n));
+      mem.write(ring_ + pos, data.subspan(written, n),
+                verified_after ? protocol::MemAp::WriteCheck::at_end
+                               : protocol::MemAp::WriteCheck::each_command);
       written += n;
     } else {
       mem.flush();

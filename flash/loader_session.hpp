@@ -46,9 +46,12 @@ class LoaderSession {
   // Programs `data` at `address` (both multiples of the programming unit: 2 bytes on
   // F1/F3, 1 << psize on F4/F7) through the ring buffer. The flash must be unlocked and
   // erased where `data` is not 0xFF. `on_progress` gets the bytes programmed so far.
-  // Throws Error naming the controller's flag and the failing address.
+  // Throws Error naming the controller's flag and the failing address. `verified_after`:
+  // the caller checks every programmed byte afterwards (CRC or read-back), so the ring
+  // writes may leave their per-command status checks to the end (MemAp::WriteCheck).
   void program(std::uint32_t address, std::span<const std::uint8_t> data, unsigned psize,
-               const std::function<void(std::uint64_t)>& on_progress = {});
+               const std::function<void(std::uint64_t)>& on_progress = {},
+               bool verified_after = false);
 
   std::uint32_t ring_size() const { return ring_size_; }
 

@@ -450,8 +450,10 @@ FlashReport Programmer::flash(const Image& image, const FlashOptions& options) {
       std::uint64_t before = 0;
       for (const Piece& run : runs) {
         in_phase("programming at " + hex(run.address), [&] {
-          session.program(run.address, run.data, psize,
-                          [&](std::uint64_t n) { report("program", before + n, total); });
+          session.program(
+              run.address, run.data, psize,
+              [&](std::uint64_t n) { report("program", before + n, total); },
+              options.verify || options.readback_verify);
         });
         before += run.data.size();
       }

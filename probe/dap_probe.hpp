@@ -56,8 +56,24 @@ class NativeMemory {
   // or no answer from the target (naming the address), probe_io for USB failures.
   virtual void read(std::uint8_t ap, std::uint32_t address, std::span<std::uint8_t> out,
                     unsigned width) = 0;
+  // `check`: WriteCheck::each_command asks the probe after every command whether it
+  // reached the target. WriteCheck::at_end asks once, after the last: a command that
+  // failed while later ones got through may then go unreported (a persistent fault, such
+  // as lost power or an unplugged target, is still reported). Only for data whose arrival
+  // is verified another way, such as a flash image checked by CRC afterwards.
+  enum class WriteCheck { each_command, at_end };
   virtual void write(std::uint8_t ap, std::uint32_t address, std::span<const std::uint8_t> data,
-                     unsigned width) = 0;
+                     unsigned width, WriteCheck check) = 0;
+
+  // One aligned 32-bit word of AP 0's memory in one probe command instead of CSW, TAR and
+  // DRW accesses. The probe writes CSW and TAR itself: both are unknown afterwards.
+  virtual std::uint32_t read_word(std::uint32_t address) = 0;
+  virtual void write_word(std::uint32_t address, std::uint32_t value) = 0;
+
+  // Core register `regsel` (ARMv7-M DCRSR.REGSEL) of the Cortex-M behind AP 0, halted, in
+  // one probe command that runs the DCRSR/DCRDR/S_REGRDY handshake itself.
+  virtual std::uint32_t read_core_register(std::uint8_t regsel) = 0;
+  virtual void write_core_register(std::uint8_t regsel, std::uint32_t value) = 0;
 };
 
 class DapProbe {

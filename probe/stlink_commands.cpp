@@ -229,6 +229,29 @@ Cdb cdb_get_last_rw_status2() {
   return debug(kGetLastRwStatus2);
 }
 
+Cdb cdb_read_reg(std::uint8_t regsel) {
+  return debug(kReadReg, regsel);
+}
+
+Cdb cdb_write_reg(std::uint8_t regsel, std::uint32_t value) {
+  Cdb c = debug(kWriteReg, regsel);
+  store_le32(c, 3, value);
+  return c;
+}
+
+Cdb cdb_read_debug32(std::uint32_t address) {
+  Cdb c = debug(kReadDebug32);
+  store_le32(c, 2, address);
+  return c;
+}
+
+Cdb cdb_write_debug32(std::uint32_t address, std::uint32_t value) {
+  Cdb c = cdb_read_debug32(address);
+  c[1] = kWriteDebug32;
+  store_le32(c, 6, value);
+  return c;
+}
+
 Cdb cdb_read_dap_reg(std::uint16_t port, std::uint16_t addr) {
   Cdb c = debug(kReadDapReg);
   store_le16(c, 2, port);

@@ -46,6 +46,13 @@ constexpr std::uint8_t kReadMem8 = 0x0C;
 constexpr std::uint8_t kWriteMem8 = 0x0D;
 constexpr std::uint8_t kExit = 0x21;
 constexpr std::uint8_t kEnter = 0x30;
+// JTAG API v2 single-access commands (every firmware this driver accepts has them): one
+// core register through DCRSR/DCRDR, which waits for S_REGRDY in the probe, and one
+// 32-bit word of AP 0's memory. Each answers status, 3 reserved bytes (and the value).
+constexpr std::uint8_t kReadReg = 0x33;
+constexpr std::uint8_t kWriteReg = 0x34;
+constexpr std::uint8_t kWriteDebug32 = 0x35;
+constexpr std::uint8_t kReadDebug32 = 0x36;
 constexpr std::uint8_t kDriveNrst = 0x3C;
 constexpr std::uint8_t kGetLastRwStatus2 = 0x3E;
 constexpr std::uint8_t kSwdSetFreq = 0x43;  // ST-LINK/V2 and V2-1
@@ -204,6 +211,12 @@ Cdb cdb_swd_set_freq(std::uint16_t divisor);
 Cdb cdb_get_com_freq();
 Cdb cdb_set_com_freq(std::uint32_t khz);
 Cdb cdb_get_last_rw_status2();
+// READREG / WRITEREG: REGSEL (ARMv7-M DCRSR.REGSEL, 1 byte), then the value.
+Cdb cdb_read_reg(std::uint8_t regsel);
+Cdb cdb_write_reg(std::uint8_t regsel, std::uint32_t value);
+// READDEBUG_32BIT / WRITEDEBUG_32BIT: address (4), then the value.
+Cdb cdb_read_debug32(std::uint32_t address);
+Cdb cdb_write_debug32(std::uint32_t address, std::uint32_t value);
 // READMEM/WRITEMEM_8/16/32BIT: address (4), length in bytes (2), AP number (1); bytes
 // 9..11 (CSW bits 31:8) stay 0, which asks for the firmware's default CSW.
 Cdb cdb_memory(bool write, unsigned width, std::uint32_t address, std::uint16_t length,
@@ -213,7 +226,8 @@ Cdb cdb_memory(bool write, unsigned width, std::uint32_t address, std::uint16_t 
 
 // Answer sizes.
 constexpr std::size_t kStatusSize = 2;         // status, reserved
-constexpr std::size_t kDapRegReadSize = 8;     // status, 3 reserved, value
+constexpr std::size_t kDapRegReadSize = 8;     // status, 3 reserved, value (also READREG,
+                                               // READDEBUG_32BIT)
 constexpr std::size_t kTargetVoltageSize = 8;  // two ADC readings
 constexpr std::size_t kRwStatus2Size = 12;     // status (2), reserved (2), address, reserved
 constexpr std::size_t kSetComFreqSize = 8;     // status, 3 reserved, the frequency used

@@ -197,10 +197,11 @@ void CortexM::require_halted(const char* what) {
 // --- Core registers (C1.6.3 DCRSR/DCRDR) --------------------------------------------------
 //
 // Every transfer is DCRDR/DCRSR/DHCSR through the MEM-AP's banked data registers (BD0..BD2,
-// cortex_m_regs.hpp): one AP access each instead of a TAR write plus a DRW access, which is
-// what a probe without its own register commands (ST-Link: one USB command per access) pays
-// per access. The DHCSR read that anchors TAR on the block also tells whether the core is
-// halted, before any transfer is started.
+// cortex_m_regs.hpp): one AP access each instead of a TAR write plus a DRW access. The
+// DHCSR read that anchors TAR on the block also tells whether the core is halted, before
+// any transfer is started. A probe with its own register commands (ST-Link READREG /
+// WRITEREG, MemAp::native_single_access) pays a USB round trip per access instead of per
+// batch, so there a register costs one command, not three.
 
 void CortexM::queue_anchor(std::uint32_t* dhcsr) {
   // A word read of DHCSR through MemAp: CSW is word-sized and TAR lies in the block (the
@@ -235,6 +236,11 @@ void CortexM::wait_register_ready(const char* what) {
 
 void CortexM::read_registers_banked(std::span<const CoreRegister> regs,
                                     std::span<std::uint32_t> out) {
+  if (probe::NativeMemory* native = mem_.native_single_access()) {
+    for (std::size_t i = 0; i < regs.size(); ++i)
+      out[i] = native->read_core_register(static_cast<std::uint8_t>(regs[i]));
+    return;
+  }
   const std::uint8_t ap = mem_.ap();
   Dap& dap = mem_.dap();
   std::vector<std::uint32_t> status(regs.size());
@@ -261,6 +267,11 @@ void CortexM::read_registers_banked(std::span<const CoreRegister> regs,
 }
 
 void CortexM::write_registers_banked(std::span<const std::pair<CoreRegister, std::uint32_t>> regs) {
+  if (probe::NativeMemory* native = mem_.native_single_access()) {
+    for (const auto& [reg, value] : regs)
+      native->write_core_register(static_cast<std::uint8_t>(reg), value);
+    return;
+  }
   const std::uint8_t ap = mem_.ap();
   Dap& dap = mem_.dap();
   std::vector<std::uint32_t> status(regs.size());
@@ -484,6 +495,7 @@ void CortexM::start_algorithm(const AlgorithmCall& call) {
   write_registers_banked(regs);
   // Resume only once every transfer was seen complete (above): C_HALT clear, C_DEBUGEN
   // kept (C1.6.2). No breakpoint stepping: the entry is ours, not a user breakpoint.
+  if (mem_.native_single_access() != nullptr) return mem_.write32(kDhcsr, kDbgKey | kCDebugEn);
   mem_.dap().queue_ap_write(mem_.ap(), kBdDhcsr, kDbgKey | kCDebugEn);
   mem_.flush();
 }
@@ -518,13 +530,19 @@ std::uint32_t CortexM::finish_algorithm(const AlgorithmCall& call) {
 std::uint32_t CortexM::run_algorithm(const AlgorithmCall& call, std::chrono::milliseconds timeout) {
   start_algorithm(call);
   // start_algorithm's last flush held banked accesses only, so TAR is still on the
-  // debug-register block and a poll is a single BD0 (DHCSR) read.
+  // debug-register block and a poll is a single BD0 (DHCSR) read (or the probe's own
+  // single read).
   Deadline deadline(timeout);
   const std::uint8_t ap = mem_.ap();
+  const bool native = mem_.native_single_access() != nullptr;
   for (;;) {
     std::uint32_t status = 0;
-    mem_.dap().queue_ap_read(ap, kBdDhcsr, &status);
-    mem_.flush();
+    if (native) {
+      status = mem_.read32(kDhcsr);
+    } else {
+      mem_.dap().queue_ap_read(ap, kBdDhcsr, &status);
+      mem_.flush();
+    }
     if (status & kSHalt) break;
     if (deadline.expired()) {
       std::string where;

@@ -26,6 +26,10 @@ constexpr std::uint32_t kCsysPwrUpReq = 1u << 30;
 constexpr std::uint32_t kCsysPwrUpAck = 1u << 31;
 constexpr std::uint32_t kPowerUpReqs = kCdbgPwrUpReq | kCsysPwrUpReq;
 constexpr std::uint32_t kPowerUpAcks = kCdbgPwrUpAck | kCsysPwrUpAck;
+// Both domains requested and acknowledged (a previous session left them up).
+bool powered(std::uint32_t ctrl_stat) {
+  return (ctrl_stat & kPowerUpAcks) == kPowerUpAcks && (ctrl_stat & kPowerUpReqs) == kPowerUpReqs;
+}
 // What each sticky flag means, in the order a FAULT message names them.
 constexpr struct {
   std::uint32_t bit;
@@ -96,8 +100,9 @@ void Dap::connect() {
                 std::string("SWD connect failed: ") + std::string(e.message()),
                 e.hint().empty() ? kNoResponseHint : e.hint());
   }
-  clear_sticky_errors();
-  power_up();
+  // Power stays up between sessions (a previous one requested it): then the request and
+  // its ACK poll are skipped, a round trip each on probes without a queue (ST-Link).
+  if (!powered(clear_sticky_errors())) power_up();
 
   // AP discovery (ADIv5.2 C2.6 IDR): an absent AP reads IDR 0. AP 0 is always looked at;
   // the first zero IDR after it ends the scan.
@@ -156,8 +161,7 @@ void Dap::power_up() {
 }
 
 bool Dap::ensure_powered() {
-  const std::uint32_t ctrl = clear_sticky_errors();
-  if ((ctrl & kPowerUpAcks) == kPowerUpAcks && (ctrl & kPowerUpReqs) == kPowerUpReqs) return false;
+  if (powered(clear_sticky_errors())) return false;
   ++generation_;
   power_up();
   return true;

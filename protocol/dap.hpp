@@ -132,13 +132,23 @@ class MemAp {
 
   // Any address and size: widest accesses the alignment allows, block transfers that
   // restart TAR at every auto-increment wrap boundary (1 KiB, ADIv5.2 C2.2.2).
+  // `check` matters on a probe with its own memory commands only (NativeMemory::write).
+  using WriteCheck = probe::NativeMemory::WriteCheck;
   void read(std::uint32_t address, std::span<std::uint8_t> out);
-  void write(std::uint32_t address, std::span<const std::uint8_t> data);
+  void write(std::uint32_t address, std::span<const std::uint8_t> data,
+             WriteCheck check = WriteCheck::each_command);
 
-  // Batching: nothing is sent until flush(). `out` must stay valid until then.
+  // Batching: nothing is sent until flush(). `out` must stay valid until then. On a probe
+  // with single-access commands (native_single_access) every access costs a USB round
+  // trip anyway, so these run at once, in order with what was queued before them.
   void queue_read32(std::uint32_t address, std::uint32_t* out);
   void queue_write32(std::uint32_t address, std::uint32_t value);
   void flush();
+
+  // The probe's own single-access commands (ST-Link READDEBUG_32BIT, READREG, ...), which
+  // reach AP 0 only; nullptr when there are none. Sends what is queued and forgets the
+  // CSW/TAR caches, since those commands move TAR: call it right before each use.
+  probe::NativeMemory* native_single_access();
 
  private:
   Dap& dap_;
@@ -169,7 +179,8 @@ class MemAp {
   // Sends what is queued and drops the CSW/TAR caches before the probe's own commands.
   probe::NativeMemory& begin_native();
   void native_read(std::uint32_t address, std::span<std::uint8_t> out);
-  void native_write(std::uint32_t address, std::span<const std::uint8_t> data);
+  void native_write(std::uint32_t address, std::span<const std::uint8_t> data, WriteCheck check);
+  bool has_native_single_access();
   std::uint64_t generation_ = 0;
   bool csw_base_valid_ = false;
   std::uint32_t csw_base_ = 0;

@@ -171,6 +171,8 @@ void MemAp::run(const std::string& what) {
 
 std::uint32_t MemAp::read_single(std::uint32_t address, unsigned size_bytes) {
   check_aligned(address, size_bytes, "read");
+  if (size_bytes == 4 && has_native_single_access())
+    return native_single_access()->read_word(address);
   std::uint32_t raw = 0;
   queue_reads(address, size_bytes, std::span(&raw, 1));
   run(describe("read", address, size_bytes));
@@ -179,6 +181,8 @@ std::uint32_t MemAp::read_single(std::uint32_t address, unsigned size_bytes) {
 
 void MemAp::write_single(std::uint32_t address, unsigned size_bytes, std::uint32_t value) {
   check_aligned(address, size_bytes, "write");
+  if (size_bytes == 4 && has_native_single_access())
+    return native_single_access()->write_word(address, value);
   queue_single_write(address, size_bytes, value);
   run(describe("write", address, size_bytes));
 }
@@ -205,11 +209,16 @@ void MemAp::write8(std::uint32_t address, std::uint8_t value) {
 // --- Batching ----------------------------------------------------------------------------
 
 void MemAp::queue_read32(std::uint32_t address, std::uint32_t* out) {
+  if (has_native_single_access()) {
+    *out = read32(address);
+    return;
+  }
   check_aligned(address, 4, "read");
   queue_reads(address, 4, std::span(out, 1));
 }
 
 void MemAp::queue_write32(std::uint32_t address, std::uint32_t value) {
+  if (has_native_single_access()) return write32(address, value);
   check_aligned(address, 4, "write");
   queue_single_write(address, 4, value);
 }
@@ -244,9 +253,9 @@ void MemAp::read(std::uint32_t address, std::span<std::uint8_t> out) {
   }
 }
 
-void MemAp::write(std::uint32_t address, std::span<const std::uint8_t> data) {
+void MemAp::write(std::uint32_t address, std::span<const std::uint8_t> data, WriteCheck check) {
   if (data.empty()) return;
-  if (dap_.probe().native_memory() != nullptr) return native_write(address, data);
+  if (dap_.probe().native_memory() != nullptr) return native_write(address, data, check);
   for_each_run(address, data.size(), true, [&](const Run& r) {
     auto& lanes = queued_data_.emplace_back(r.count);
     for (std::size_t k = 0; k < r.count; ++k) {
@@ -276,11 +285,20 @@ void MemAp::native_read(std::uint32_t address, std::span<std::uint8_t> out) {
   });
 }
 
-void MemAp::native_write(std::uint32_t address, std::span<const std::uint8_t> data) {
+void MemAp::native_write(std::uint32_t address, std::span<const std::uint8_t> data,
+                         WriteCheck check) {
   probe::NativeMemory& native = begin_native();
   for_each_run(address, data.size(), false, [&](const Run& r) {
-    native.write(ap_, r.address, data.subspan(r.offset, r.size * r.count), 8 * r.size);
+    native.write(ap_, r.address, data.subspan(r.offset, r.size * r.count), 8 * r.size, check);
   });
+}
+
+bool MemAp::has_native_single_access() {
+  return ap_ == 0 && dap_.probe().native_memory() != nullptr;
+}
+
+probe::NativeMemory* MemAp::native_single_access() {
+  return has_native_single_access() ? &begin_native() : nullptr;
 }
 
 }  // namespace probefarm::protocol

@@ -426,9 +426,45 @@ class SimDapProbe final : public probe::DapProbe, private probe::NativeMemory {
     native(ap, address, out.size(), width, nullptr, out.data());
   }
   void write(std::uint8_t ap, std::uint32_t address, std::span<const std::uint8_t> data,
-             unsigned width) override {
+             unsigned width, WriteCheck) override {
     native(ap, address, data.size(), width, data.data(), nullptr);
   }
+  std::uint32_t read_word(std::uint32_t address) override {
+    std::uint8_t b[4] = {};
+    native(0, address, 4, 32, nullptr, b);
+    return b[0] | b[1] << 8 | b[2] << 16 | static_cast<std::uint32_t>(b[3]) << 24;
+  }
+  void write_word(std::uint32_t address, std::uint32_t value) override {
+    const std::uint8_t b[4] = {static_cast<std::uint8_t>(value), static_cast<std::uint8_t>(value >> 8),
+                               static_cast<std::uint8_t>(value >> 16),
+                               static_cast<std::uint8_t>(value >> 24)};
+    native(0, address, 4, 32, b, nullptr);
+  }
+  // As ST-Link firmware runs READREG/WRITEREG: DCRSR, DHCSR polled for S_REGRDY, DCRDR
+  // (ARMv7-M ARM C1.6.3). Counted as one command each.
+  std::uint32_t read_core_register(std::uint8_t regsel) override {
+    const std::uint64_t before = stats_.flushes;
+    write_word(kDcrsr, regsel);
+    wait_register_ready();
+    const std::uint32_t v = read_word(kDcrdr);
+    stats_.flushes = before + 1;
+    return v;
+  }
+  void write_core_register(std::uint8_t regsel, std::uint32_t value) override {
+    const std::uint64_t before = stats_.flushes;
+    write_word(kDcrdr, value);
+    write_word(kDcrsr, regsel | 1u << 16);  // REGWnR
+    wait_register_ready();
+    stats_.flushes = before + 1;
+  }
+  void wait_register_ready() {
+    for (int i = 0; i < 100; ++i)
+      if (read_word(kDhcsr) & 1u << 16) return;  // S_REGRDY
+    throw Error(ErrorCategory::timeout, "S_REGRDY never set");
+  }
+  static constexpr std::uint32_t kDhcsr = 0xE000EDF0;
+  static constexpr std::uint32_t kDcrsr = 0xE000EDF4;
+  static constexpr std::uint32_t kDcrdr = 0xE000EDF8;
 
   static std::string hex(std::uint32_t v) {
     static const char* digits = "0123456789ABCDEF";

@@ -2,6 +2,7 @@
 // reads answers, status mapping, WAIT retries, fault positions, firmware checks.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <numeric>
 
 #include "expect_error.hpp"
@@ -10,6 +11,8 @@
 
 namespace probefarm::probe::test {
 namespace {
+
+constexpr auto kEach = NativeMemory::WriteCheck::each_command;
 
 std::shared_ptr<FakeStLinkState> v2() {
   return std::make_shared<FakeStLinkState>();
@@ -320,7 +323,7 @@ TEST(StLinkDriver, NativeMemorySplitsAtKiBBoundariesAndChecksStatus) {
   ASSERT_NE(mem, nullptr);
   std::vector<std::uint8_t> data(3000);
   std::iota(data.begin(), data.end(), std::uint8_t{7});
-  mem->write(0, 0x200003F0, data, 32);
+  mem->write(0, 0x200003F0, data, 32, kEach);
   // 16 bytes up to 0x20000400, then 1024, 1024 and the remaining 936.
   std::vector<std::pair<std::uint32_t, std::size_t>> chunks;
   for (const auto& c : s->cdbs) {
@@ -334,6 +337,29 @@ TEST(StLinkDriver, NativeMemorySplitsAtKiBBoundariesAndChecksStatus) {
   std::vector<std::uint8_t> back(3000);
   mem->read(0, 0x200003F0, back, 32);
   EXPECT_EQ(back, data);
+
+  // Checked at the end: the same four commands, one status query after the last.
+  s->cdbs.clear();
+  std::reverse(data.begin(), data.end());
+  mem->write(0, 0x200003F0, data, 32, NativeMemory::WriteCheck::at_end);
+  EXPECT_EQ(s->debug_count(stc::kWriteMem32), 4u);
+  ASSERT_EQ(s->debug_count(stc::kGetLastRwStatus2), 1u);
+  EXPECT_EQ(s->cdbs.back(), stc::cdb_get_last_rw_status2());
+  mem->read(0, 0x200003F0, back, 32);
+  EXPECT_EQ(back, data);
+}
+
+TEST(StLinkDriver, WriteCheckedAtTheEndStillReportsAFailedLastCommand) {
+  auto s = v2();
+  auto probe = connected(s);
+  std::vector<std::uint8_t> data(2048, 0x11);
+  s->rw_status = {stc::kOk, stc::kApFault};  // the last command's: the only one asked for
+  s->rw_fault_address = 0x20000500;
+  Error e = expect_error([&] {
+    probe->native_memory()->write(0, 0x20000000, data, 32, NativeMemory::WriteCheck::at_end);
+  });
+  EXPECT_EQ(e.category(), ErrorCategory::target_not_responding);
+  EXPECT_TRUE(contains(e.message(), "0x20000500")) << e.message();
 }
 
 TEST(StLinkDriver, NativeMemoryEightBitLimits) {
@@ -380,11 +406,11 @@ TEST(StLinkDriver, NativeMemoryRetriesWait) {
   auto probe = connected(s);
   std::vector<std::uint8_t> data(8, 0xEE);
   s->rw_status = {stc::kApWait};
-  probe->native_memory()->write(0, 0x20000010, data, 16);
+  probe->native_memory()->write(0, 0x20000010, data, 16, kEach);
   EXPECT_EQ(s->debug_count(stc::kWriteMem16), 2u);
   EXPECT_EQ(s->mem[0x10], 0xEE);
   s->rw_status.assign(1000, stc::kDpWait);
-  Error e = expect_error([&] { probe->native_memory()->write(0, 0x20000010, data, 16); });
+  Error e = expect_error([&] { probe->native_memory()->write(0, 0x20000010, data, 16, kEach); });
   EXPECT_EQ(e.category(), ErrorCategory::target_not_responding);
   EXPECT_TRUE(contains(e.message(), "WAIT")) << e.message();
 }
@@ -457,10 +483,10 @@ TEST(StLinkDriver, LostWriteMemIsNotRepeated) {
   auto s = v2();
   auto probe = connected(s);
   std::vector<std::uint8_t> data(64, 0x5A);
-  probe->native_memory()->write(0, 0x20000000, data, 32);  // INIT_AP done
+  probe->native_memory()->write(0, 0x20000000, data, 32, kEach);  // INIT_AP done
   s->cdbs.clear();
   s->lose_answers = 1;  // the GETLASTRWSTATUS2 answer
-  Error e = expect_error([&] { probe->native_memory()->write(0, 0x20000000, data, 32); });
+  Error e = expect_error([&] { probe->native_memory()->write(0, 0x20000000, data, 32, kEach); });
   EXPECT_EQ(e.category(), ErrorCategory::probe_io);
   EXPECT_NE(e.message().find("not repeated"), std::string::npos) << e.message();
   EXPECT_EQ(s->debug_count(stc::kWriteMem32), 1u);

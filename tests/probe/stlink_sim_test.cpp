@@ -69,16 +69,16 @@ class StLinkSimTest : public SimTest {
       SCOPED_TRACE(width);
       std::vector<std::uint8_t> data(4096);
       std::iota(data.begin(), data.end(), static_cast<std::uint8_t>(width * 3));
-      mem->write(0, kSram, data, width);
+      mem->write(0, kSram, data, width, NativeMemory::WriteCheck::each_command);
       std::vector<std::uint8_t> back(4096);
       mem->read(0, kSram, back, width);
       EXPECT_EQ(back, data);
     }
     // Odd sizes and offsets through the 8- and 16-bit commands, read back as words.
     const std::vector<std::uint8_t> bytes = {0xA1, 0xB2, 0xC3};
-    mem->write(0, kSram + 0x101, bytes, 8);
+    mem->write(0, kSram + 0x101, bytes, 8, NativeMemory::WriteCheck::each_command);
     const std::vector<std::uint8_t> half = {0x34, 0x12};
-    mem->write(0, kSram + 0x106, half, 16);
+    mem->write(0, kSram + 0x106, half, 16, NativeMemory::WriteCheck::each_command);
     std::vector<std::uint8_t> words(8);
     mem->read(0, kSram + 0x100, words, 32);
     EXPECT_EQ(words[1], 0xA1);
@@ -138,7 +138,7 @@ TEST_F(StLinkSimTest, SpeedOnV2AndV3) {
   check_speeds(kV2, {{2000, 1800}, {100000, 4000}, {1, 5}, {4000, 4000}});
   auto p3 = check_speeds(kV3, {{2000, 1000}, {30000, 24000}, {1, 5}, {8000, 8000}});
   std::vector<std::uint8_t> data(1024, 0x5C), back(1024);
-  p3->native_memory()->write(0, kSram, data, 32);
+  p3->native_memory()->write(0, kSram, data, 32, NativeMemory::WriteCheck::each_command);
   p3->native_memory()->read(0, kSram, back, 32);
   EXPECT_EQ(back, data);
 }
@@ -154,6 +154,33 @@ TEST_F(StLinkSimTest, NrstHoldsTheCoreInReset) {
   probe->set_nrst(false);
   read_word(*probe, kDhcsr);
   EXPECT_EQ(read_word(*probe, kDhcsr) & kSResetSt, 0u);
+}
+
+// READDEBUG_32BIT / WRITEDEBUG_32BIT and READREG / WRITEREG: one command per access.
+TEST_F(StLinkSimTest, SingleAccessCommandsReachMemoryAndCoreRegisters) {
+  auto probe = open(kV2);
+  probe->connect();
+  NativeMemory& mem = *probe->native_memory();
+  mem.write_word(kSram + 0x40, 0xC0FFEE11);
+  EXPECT_EQ(mem.read_word(kSram + 0x40), 0xC0FFEE11u);
+  EXPECT_EQ(read_word(*probe, kSram + 0x40), 0xC0FFEE11u) << "READMEM agrees";
+
+  // Core registers of a halted core: DHCSR C_DEBUGEN | C_HALT (ARMv7-M ARM C1.6.2).
+  mem.write_word(kDhcsr, 0xA05F0003);
+  mem.write_core_register(1, 0x12345678);  // r1
+  mem.write_core_register(15, kSram + 0x100);  // PC
+  EXPECT_EQ(mem.read_core_register(1), 0x12345678u);
+  EXPECT_EQ(mem.read_core_register(15), kSram + 0x100);
+  // The same register through DCRSR/DCRDR by hand (C1.6.3).
+  mem.write_word(0xE000EDF4, 1);
+  EXPECT_EQ(mem.read_word(0xE000EDF8), 0x12345678u);
+
+  EXPECT_EQ(expect_error([&] { mem.read_word(kSram + 2); }).category(), ErrorCategory::usage);
+  // Nothing answers at 0x30000000 on the F103: a FAULT naming the address.
+  Error e = expect_error([&] { mem.read_word(0x30000000); });
+  EXPECT_EQ(e.category(), ErrorCategory::target_not_responding);
+  EXPECT_TRUE(contains(e.message(), "0x30000000")) << e.message();
+  EXPECT_EQ(mem.read_word(kSram + 0x40), 0xC0FFEE11u) << "sticky flags cleared after the fault";
 }
 
 TEST_F(StLinkSimTest, WaitIsRetriedAndFaultIsReported) {
