@@ -16,6 +16,7 @@
 #include "cli/gdb_tunnel.hpp"
 #include "cli/session.hpp"
 #include "probe/bytes.hpp"
+#include "probe/discovery.hpp"
 #include "probe/error.hpp"
 #include "server/http_client.hpp"
 
@@ -53,6 +54,8 @@ constexpr int kExitCancelled = 11;
       c = ErrorCategory::usage;
     } else if (r.status == 413) {
       c = ErrorCategory::image;
+    } else if (category == "conflict") {
+      c = ErrorCategory::usage;  // the request clashes with stored state (a name taken)
     } else if (r.status == 409) {
       c = ErrorCategory::busy;
     }
@@ -299,7 +302,24 @@ Error error_from_json(const json& error) {
                error.value("hint", ""));
 }
 
-int run_remote(const Options& o) {
+// --probe takes a unique prefix of a serial, as in local mode: expanded against the
+// daemon's probe list (the API itself takes whole serials).
+Options with_full_serial(const Options& o) {
+  if (o.probe.empty() || o.command == Command::list) return o;
+  HttpClient http(ServerAddress::parse(o.server), o.token);
+  const json list = checked(http.get("/api/v1/probes"), "listing probes");
+  std::vector<probe::ProbeInfo> probes;
+  for (const json& p : list["probes"]) {
+    probes.emplace_back();
+    probes.back().serial = p.value("serial", "");
+  }
+  Options full = o;
+  full.probe = probe::select_probe(probes, o.probe).serial;
+  return full;
+}
+
+int run_remote(const Options& options) {
+  const Options o = with_full_serial(options);
   if (o.command == Command::console) return run_console(o);
   if (o.command == Command::gdb) return run_gdb_tunnel(o);
   Remote remote(o);
@@ -482,8 +502,11 @@ int run_remote(const Options& o) {
     }
     default:
       throw Error(ErrorCategory::usage,
-                  "this command runs on local probes only; drop --server to run it here",
-                  "option bytes, write protection and unlock are not offered over the network");
+                  "this command runs on local probes only, not with --server (or "
+                  "$PROBEFARM_SERVER)",
+                  "run it on the probe's host without --server (unset PROBEFARM_SERVER); over "
+                  "the network, POST /api/v1/jobs with operation unlock, option_bytes or protect "
+                  "(admin token, \"confirm\": the probe's serial)");
   }
 }
 

@@ -618,9 +618,13 @@ class Session : public std::enable_shared_from_this<Session> {
                                  " or add the name to allowed_hosts in the configuration");
     auto origin_it = req_.headers.find("origin");
     if (origin_it != req_.headers.end()) {
+      // https: the dashboard behind a TLS-terminating proxy, whose name is in allowed_hosts.
       std::string origin = lower(origin_it->second);
-      constexpr std::string_view scheme = "http://";
-      bool ok = origin.rfind(scheme, 0) == 0 && core_->allowed_hosts.count(origin.substr(7));
+      std::string_view rest;
+      for (std::string_view scheme : {"http://", "https://"}) {
+        if (origin.rfind(scheme, 0) == 0) rest = std::string_view(origin).substr(scheme.size());
+      }
+      const bool ok = !rest.empty() && core_->allowed_hosts.count(std::string(rest));
       if (!ok)
         return Response::error(403, "forbidden",
                                "Origin '" + origin_it->second + "' is not allowed",

@@ -34,6 +34,10 @@ TEST(DaemonCli, RemoteFlashVerifyAndListingsWithCiExitCodes) {
   ASSERT_EQ(r.status, 0) << r.out << r.err;
   auto j = json::parse(r.out);
   EXPECT_EQ(j["job"]["state"], "succeeded");
+  // --probe takes a unique prefix of the serial, as in local mode.
+  r = cli({"--json", "verify", "--probe", serial.substr(0, serial.size() - 3), elf});
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(json::parse(r.out)["job"]["probe"], serial);
 
   // Another image does not match: the job fails with a verify error, exit 8.
   const std::string other = sim.dir() + "/other.bin";
@@ -66,6 +70,7 @@ TEST(DaemonCli, RemoteFlashVerifyAndListingsWithCiExitCodes) {
   EXPECT_NE(r.err.find("token"), std::string::npos) << r.err;
   r = cli({"flash", "--probe", "NOSUCHPROBE", elf});
   EXPECT_EQ(r.status, 4) << r.err;
+  EXPECT_NE(r.err.find(serial), std::string::npos) << "names the probes there: " << r.err;
   // No server there: a clear error, not a hang.
   r = run_capture({PROBEFARM_CLI_EXE, "--server", "http://127.0.0.1:1", "--token", "x", "list"});
   EXPECT_EQ(r.status, 5) << r.err;

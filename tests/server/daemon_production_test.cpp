@@ -75,6 +75,9 @@ TEST(DaemonProduction, CountersThroughTheApiAndTheCli) {
   auto created = cli({"counters", "create", "mac", "--start", "0x0080E1000000", "--width", "6",
                       "--endian", "big"});
   EXPECT_EQ(created.status, 0) << created.err;
+  auto again = cli({"counters", "create", "mac"});
+  EXPECT_EQ(again.status, 2) << "a name taken is a usage error: " << again.err;
+  EXPECT_NE(again.err.find("already exists"), std::string::npos) << again.err;
   EXPECT_NE(created.out.find("counter mac: next value 553530687488"), std::string::npos)
       << created.out;
   auto list = cli({"counters", "list"});

@@ -281,7 +281,11 @@ TEST_F(HttpServerTest, ForeignOriginOrHostIs403) {
     r = client.request("GET", "/api/v1/things/1", {}, {{"Host", h}, {"Origin", "http://" + h}});
     EXPECT_EQ(r.status, 200u) << h << ": " << r.body;
   }
-  r = client.request("GET", "/api/v1/things/1", {}, {{"Origin", "https://" + host()}});
+  r = client.request("GET", "/api/v1/things/1", {}, {{"Origin", "https://evil.example"}});
+  EXPECT_EQ(r.status, 403u);
+  r = client.request("GET", "/api/v1/things/1", {}, {{"Origin", "ftp://" + host()}});
+  EXPECT_EQ(r.status, 403u);
+  r = client.request("GET", "/api/v1/things/1", {}, {{"Origin", "https://"}});
   EXPECT_EQ(r.status, 403u);
 }
 
@@ -293,6 +297,19 @@ TEST_F(HttpServerTest, AllowedHostsExtendTheList) {
       "GET", "/api/v1/things/1", {},
       {{"Host", "farm.example.com:8080"}, {"Origin", "http://farm.example.com:8080"}});
   EXPECT_EQ(r.status, 200u) << r.body;
+}
+
+// The dashboard behind a TLS-terminating proxy: the browser's Origin is https://.
+TEST_F(HttpServerTest, HttpsOriginOfAnAllowedHostBehindAProxy) {
+  options_.allowed_hosts = {"farm.example.com"};
+  start();
+  HttpClient client(address_, admin_);
+  auto r = client.request("GET", "/api/v1/things/1", {},
+                          {{"Host", "farm.example.com"}, {"Origin", "https://farm.example.com"}});
+  EXPECT_EQ(r.status, 200u) << r.body;
+  r = client.request("GET", "/api/v1/things/1", {},
+                     {{"Host", "farm.example.com"}, {"Origin", "https://other.example.com"}});
+  EXPECT_EQ(r.status, 403u);
 }
 
 TEST_F(HttpServerTest, OversizeJsonBodyIs413) {
