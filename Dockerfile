@@ -29,6 +29,7 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 # name beyond what debian:12-slim has (libc, libstdc++, libgcc_s): libusb (which brings
 # libudev) and SQLite.
 FROM debian:12-slim
+LABEL org.opencontainers.image.title="probefarmd" org.opencontainers.image.licenses="Apache-2.0"
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libusb-1.0-0 libsqlite3-0 \
  && rm -rf /var/lib/apt/lists/*
@@ -43,6 +44,7 @@ RUN groupadd --system --gid 999 probefarm \
 COPY --from=build /src/build/bin/probefarmd /src/build/bin/probefarm /usr/local/bin/
 COPY --from=build /src/web /usr/local/share/probefarm/web
 COPY deploy/probefarmd.json /etc/probefarm/probefarmd.json
+COPY LICENSE /usr/share/doc/probefarm/LICENSE
 USER probefarm
 VOLUME /var/lib/probefarm
 EXPOSE 8080

@@ -166,6 +166,17 @@ int main(int argc, char** argv) {
   }
   try {
     Config config = parse_config(argc, argv);
+    // run_simulated starts this program again without --simulate and with the variable set;
+    // both together come from a shell that pointed itself at a simulator.
+    if (const char* socket = std::getenv("PROBEFARM_SIM_SOCKET");
+        socket && !config.simulate.empty()) {
+      std::fprintf(stderr,
+                   "probefarmd: warning: PROBEFARM_SIM_SOCKET is set (%s): serving that "
+                   "simulator's boards, not --simulate %s\n"
+                   "  hint: unset PROBEFARM_SIM_SOCKET LD_LIBRARY_PATH to start the boards of "
+                   "--simulate\n",
+                   socket, config.simulate.c_str());
+    }
     if (!config.simulate.empty() && !std::getenv("PROBEFARM_SIM_SOCKET")) {
       probe::SimulationOptions sim;
       sim.time_scale = config.time_scale;
