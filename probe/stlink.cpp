@@ -230,8 +230,7 @@ class StLink final : public DapProbe, public NativeMemory {
     std::array<std::uint8_t, st::kDapRegReadSize> r{};
     const std::uint8_t status = retry_on_wait([&] {
       // It names its address: repeatable, like READMEM.
-      link_.command(st::cdb_read_debug32(address), r, "READDEBUG_32BIT", answer_plausible,
-                    true);
+      link_.command(st::cdb_read_debug32(address), r, "READDEBUG_32BIT", answer_plausible, true);
       return r[0];
     });
     fault_address_ = address;
@@ -396,8 +395,8 @@ class StLink final : public DapProbe, public NativeMemory {
   std::uint8_t read_dap_reg(std::uint16_t port, std::uint16_t addr, std::uint32_t& value) {
     std::array<std::uint8_t, st::kDapRegReadSize> r{};
     const bool may_repeat = port == st::kDpPort || addr != kApDrw;
-    link_.command(
-        st::cdb_read_dap_reg(port, addr), r, "READ_DAP_REG", answer_plausible, may_repeat);
+    link_.command(st::cdb_read_dap_reg(port, addr), r, "READ_DAP_REG", answer_plausible,
+                  may_repeat);
     value = load_le32(r, 4);
     return r[0];
   }

@@ -435,9 +435,9 @@ class SimDapProbe final : public probe::DapProbe, private probe::NativeMemory {
     return b[0] | b[1] << 8 | b[2] << 16 | static_cast<std::uint32_t>(b[3]) << 24;
   }
   void write_word(std::uint32_t address, std::uint32_t value) override {
-    const std::uint8_t b[4] = {static_cast<std::uint8_t>(value), static_cast<std::uint8_t>(value >> 8),
-                               static_cast<std::uint8_t>(value >> 16),
-                               static_cast<std::uint8_t>(value >> 24)};
+    const std::uint8_t b[4] = {
+        static_cast<std::uint8_t>(value), static_cast<std::uint8_t>(value >> 8),
+        static_cast<std::uint8_t>(value >> 16), static_cast<std::uint8_t>(value >> 24)};
     native(0, address, 4, 32, b, nullptr);
   }
   // As ST-Link firmware runs READREG/WRITEREG: DCRSR, DHCSR polled for S_REGRDY, DCRDR

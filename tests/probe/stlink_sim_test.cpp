@@ -167,7 +167,7 @@ TEST_F(StLinkSimTest, SingleAccessCommandsReachMemoryAndCoreRegisters) {
 
   // Core registers of a halted core: DHCSR C_DEBUGEN | C_HALT (ARMv7-M ARM C1.6.2).
   mem.write_word(kDhcsr, 0xA05F0003);
-  mem.write_core_register(1, 0x12345678);  // r1
+  mem.write_core_register(1, 0x12345678);      // r1
   mem.write_core_register(15, kSram + 0x100);  // PC
   EXPECT_EQ(mem.read_core_register(1), 0x12345678u);
   EXPECT_EQ(mem.read_core_register(15), kSram + 0x100);
