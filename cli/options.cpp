@@ -149,6 +149,9 @@ Options parse_options(const std::vector<std::string>& args) {
       o.wait = false;
     } else if (a == "--timeout") {
       o.timeout_s = parse_number(value(), "--timeout");
+    } else if (a == "--queue-timeout") {
+      o.queue_timeout_s = parse_number(value(), "--queue-timeout");
+      if (o.queue_timeout_s == 0) usage_error("--queue-timeout must be at least 1 second");
     } else if (a == "--idempotency-key") {
       o.idempotency_key = value();
     } else if (a == "--state") {
@@ -367,9 +370,11 @@ Options parse_options(const std::vector<std::string>& args) {
   if (remote_only && o.server.empty())
     usage_error("'" + positional_command_name(o.command) +
                 "' talks to a probefarmd: add --server URL");
-  if (o.server.empty() &&
-      (!o.chip.empty() || !o.label.empty() || !o.wait || o.timeout_s || !o.idempotency_key.empty()))
-    usage_error("--chip, --label, --no-wait, --timeout and --idempotency-key need --server");
+  if (o.server.empty() && (!o.chip.empty() || !o.label.empty() || !o.wait || o.timeout_s ||
+                           o.queue_timeout_s || !o.idempotency_key.empty()))
+    usage_error(
+        "--chip, --label, --no-wait, --timeout, --queue-timeout and --idempotency-key need "
+        "--server");
   if (!o.server.empty() && !o.simulate.empty())
     usage_error("--simulate runs local boards; it does not combine with --server");
   if (!o.probe.empty() && (!o.chip.empty() || !o.label.empty()))
@@ -439,6 +444,8 @@ daemon's probes, with live progress; the exit code is the job's. Also:
   --chip C, --label L     Instead of --probe: the first idle probe with this chip or label.
   --no-wait               Print the queued job and exit.
   --timeout S             Give up waiting for the job after S seconds (exit 9).
+  --queue-timeout S       The daemon fails the job if no probe has taken it within S
+                          seconds (exit 9; default: its queue_timeout_s, 1 hour).
   --idempotency-key K     Submitting again with the same key returns the same job.
 
 Options:

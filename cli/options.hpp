@@ -52,6 +52,8 @@ struct Options {
   std::string label;            // --label L: any idle probe with this label
   bool wait = true;             // --no-wait: print the queued job and exit
   std::uint32_t timeout_s = 0;  // --timeout S: give up waiting for the job (0: never)
+  std::uint32_t queue_timeout_s = 0;  // --queue-timeout S: the job's queue_timeout_s (0: the
+                                      // daemon's default)
   std::string idempotency_key;  // --idempotency-key K (default: one per invocation)
   std::string state;            // jobs --state S
   std::uint32_t limit = 50;     // jobs / audit --limit N

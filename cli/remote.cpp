@@ -117,6 +117,7 @@ class Remote {
   // Submits, then follows the job on the event stream until it ends. Returns the final job.
   json run_job(json spec) {
     spec["probe"] = resolve_selector();
+    if (o_.queue_timeout_s) spec["queue_timeout_s"] = o_.queue_timeout_s;
     // Subscribed before submitting, so no event of the job can be missed.
     std::unique_ptr<WsClient> ws;
     try {

@@ -9,6 +9,7 @@
 
 #include "probe/error.hpp"
 #include "server/log.hpp"
+#include "server/model.hpp"
 
 namespace probefarm::server {
 
@@ -134,7 +135,7 @@ void apply_config_json(Config& c, const std::string& text, const std::string& or
   r.only({"listen", "data_dir", "allowed_hosts", "tokens", "default_speed_khz",
           "connect_under_reset", "probes", "max_upload_bytes", "max_request_bytes",
           "max_ws_message_bytes", "ws_queue_messages", "poll_interval_ms", "log_json",
-          "session_jobs", "web_dir"});
+          "session_jobs", "web_dir", "queue_timeout_s"});
 
   if (r.has("listen")) parse_listen(c, r.string("listen"), r.where("listen"));
   if (r.has("data_dir")) {
@@ -208,6 +209,8 @@ void apply_config_json(Config& c, const std::string& text, const std::string& or
   if (r.has("poll_interval_ms"))
     c.poll_interval_ms = static_cast<unsigned>(r.number("poll_interval_ms", 10, 3600000));
   if (r.has("log_json")) c.log_json = r.boolean("log_json");
+  if (r.has("queue_timeout_s"))
+    c.queue_timeout_s = static_cast<unsigned>(r.number("queue_timeout_s", 1, kMaxQueueTimeoutS));
   if (r.has("web_dir")) {
     c.web_dir = r.string("web_dir");
     if (c.web_dir.empty()) bad(r.where("web_dir") + " is empty", "name the dashboard's directory");
@@ -303,7 +306,9 @@ Config file keys (all optional):
   max_upload_bytes, max_request_bytes, max_ws_message_bytes, ws_queue_messages,
   poll_interval_ms, log_json, web_dir,
   session_jobs: "wait" (default) or "refuse": what happens to a job submitted for a probe
-    that a GDB or console session holds
+    that a GDB or console session holds,
+  queue_timeout_s (default 3600): a job not started within it fails with a timeout (a job's
+    own "queue_timeout_s" wins)
 
 On first start probefarmd creates an admin token and writes it to DATA_DIR/admin-token
 (mode 0600).

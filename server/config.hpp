@@ -60,6 +60,9 @@ struct Config {
   // A job for a probe held by a GDB or console session: wait for the session to end, or be
   // refused at submission (409, naming who holds the probe).
   bool refuse_jobs_during_session = false;
+  // A job not started this long after its submission fails ("timeout"), unless it gives
+  // its own queue_timeout_s: a probe offline or busy for good must not hold a CI step.
+  unsigned queue_timeout_s = 3600;
   // The dashboard's static files (api_web.cpp); empty: the source tree's web/ (compiled in).
   std::filesystem::path web_dir;
   bool log_json = false;

@@ -125,17 +125,19 @@ std::string_view probe_state_name(ProbeState state) {
 
 JobSpec job_spec_from_json(const json& j) {
   if (!j.is_object()) bad_spec("the body must be a JSON object");
-  static const char* const known[] = {
-      "operation",      "probe",   "image",      "erase",        "verify",    "readback",
-      "skip_unchanged", "reset",   "address",    "size",         "speed_khz", "connect_under_reset",
-      "serial",         "confirm", "option_set", "write_protect"};
+  static const char* const known[] = {"operation",      "probe",          "image",
+                                      "erase",          "verify",         "readback",
+                                      "skip_unchanged", "reset",          "address",
+                                      "size",           "speed_khz",      "connect_under_reset",
+                                      "serial",         "confirm",        "option_set",
+                                      "write_protect",  "queue_timeout_s"};
   for (const auto& [key, value] : j.items())
     if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return key == k; }) ==
         std::end(known))
       bad_spec("unknown field '" + key + "'",
                "fields: operation, probe, image, erase, verify, readback, skip_unchanged, "
                "reset, address, size, speed_khz, connect_under_reset, serial, confirm, "
-               "option_set, write_protect");
+               "option_set, write_protect, queue_timeout_s");
   JobSpec s;
   if (j.contains("operation")) {
     auto op = parse_operation(string_field(j, "operation"));
@@ -175,6 +177,11 @@ JobSpec job_spec_from_json(const json& j) {
   if (j.contains("address")) s.address = u32_field(j, "address");
   if (j.contains("size")) s.size = u32_field(j, "size");
   if (j.contains("speed_khz")) s.speed_khz = u32_field(j, "speed_khz");
+  if (j.contains("queue_timeout_s")) {
+    s.queue_timeout_s = u32_field(j, "queue_timeout_s");
+    if (*s.queue_timeout_s == 0 || *s.queue_timeout_s > kMaxQueueTimeoutS)
+      bad_spec("'queue_timeout_s' must be 1 to " + std::to_string(kMaxQueueTimeoutS) + " seconds");
+  }
   if (j.contains("connect_under_reset"))
     s.connect_under_reset = bool_field(j, "connect_under_reset");
 
@@ -256,6 +263,7 @@ json to_json(const JobSpec& s) {
   if (s.address) j["address"] = *s.address;
   if (s.size) j["size"] = *s.size;
   if (s.speed_khz) j["speed_khz"] = *s.speed_khz;
+  if (s.queue_timeout_s) j["queue_timeout_s"] = *s.queue_timeout_s;
   if (s.connect_under_reset) j["connect_under_reset"] = *s.connect_under_reset;
   if (s.serial) j["serial"] = {{"counter", s.serial->counter}, {"address", s.serial->address}};
   if (!s.confirm.empty()) j["confirm"] = s.confirm;

@@ -99,6 +99,7 @@ struct JobSpec {
   bool reset = false;  // reset and run the target after a successful flash or erase
   std::optional<std::uint32_t> address, size;  // erase (range), read (required)
   std::optional<std::uint32_t> speed_khz;      // default: the probe's configuration
+  std::optional<std::uint32_t> queue_timeout_s;  // default: the daemon's configuration
   std::optional<bool> connect_under_reset;     // default: the probe's configuration
   std::optional<SerialRequest> serial;         // flash only
   // Guarded operations: the serial of the probe the job names, typed again ("confirm").
@@ -115,6 +116,8 @@ struct JobSpec {
 // Throws Error(usage) naming the field for an unknown operation, a missing image, a read
 // without a range, a selector without any criterion, an unknown key …
 JobSpec job_spec_from_json(const nlohmann::json& j);
+// The longest queue_timeout_s a job or the configuration may ask for: a week.
+constexpr std::uint32_t kMaxQueueTimeoutS = 7 * 24 * 3600;
 nlohmann::json to_json(const JobSpec& spec);
 
 // Wall time of one phase ("attach", "plan", "read", "erase", "program", "verify", "reset").

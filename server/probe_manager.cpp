@@ -153,6 +153,7 @@ void ProbeManager::poll_loop() {
     if (stopping_) break;
     lock.unlock();
     refresh();
+    scheduler_.expire_queued(config_.queue_timeout_s);
     lock.lock();
   }
 }

@@ -138,6 +138,48 @@ std::vector<Job> Scheduler::list(const JobFilter& filter) {
   return jobs;
 }
 
+namespace {
+
+std::string describe(const ProbeSelector& sel) {
+  if (sel.by_serial()) return "probe " + sel.serial;
+  std::string s = "an idle probe";
+  if (!sel.chip.empty()) s += " with a " + sel.chip;
+  if (!sel.label.empty()) s += " labelled '" + sel.label + "'";
+  return s;
+}
+
+}  // namespace
+
+void Scheduler::expire_queued(std::uint32_t default_timeout_s) {
+  std::vector<Job> expired;
+  {
+    std::lock_guard lock(mutex_);
+    const std::int64_t now = now_ms();
+    for (auto pos = queue_.begin(); pos != queue_.end();) {
+      Live& live = live_.at(*pos);
+      Job& job = live.job;
+      const std::uint32_t timeout = job.spec.queue_timeout_s.value_or(default_timeout_s);
+      if (live.finishing || now - job.created_at < std::int64_t{timeout} * 1000) {
+        ++pos;
+        continue;
+      }
+      job.state = JobState::failed;
+      job.error = JobError{
+          "timeout",
+          "job " + std::to_string(job.id) + " was not started within " + std::to_string(timeout) +
+              " s: " + describe(job.spec.probe) + " did not become free to take it",
+          "'probefarm list' shows whether it is offline, busy or held by a GDB or console "
+          "session; give the job a longer \"queue_timeout_s\" (CLI: --queue-timeout) to wait "
+          "longer"};
+      job.finished_at = now;
+      expired.push_back(job);
+      pos = queue_.erase(pos);
+    }
+  }
+  for (Job& job : expired)
+    finish(std::move(job));
+}
+
 std::size_t Scheduler::queue_depth() const {
   std::lock_guard lock(mutex_);
   return queue_.size();

@@ -35,9 +35,13 @@ TEST(DaemonCli, RemoteFlashVerifyAndListingsWithCiExitCodes) {
   auto j = json::parse(r.out);
   EXPECT_EQ(j["job"]["state"], "succeeded");
   // --probe takes a unique prefix of the serial, as in local mode.
-  r = cli({"--json", "verify", "--probe", serial.substr(0, serial.size() - 3), elf});
+  r = cli({"--json", "verify", "--probe", serial.substr(0, serial.size() - 3), elf,
+           "--queue-timeout", "60"});
   ASSERT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_EQ(json::parse(r.out)["job"]["probe"], serial);
+  EXPECT_EQ(json::parse(r.out)["job"]["spec"]["queue_timeout_s"], 60);
+  r = cli({"verify", "--probe", serial, elf, "--queue-timeout", "0"});
+  EXPECT_EQ(r.status, 2) << r.err;
 
   // Another image does not match: the job fails with a verify error, exit 8.
   const std::string other = sim.dir() + "/other.bin";

@@ -43,6 +43,18 @@ TEST(DaemonLifecycle, UnpluggedProbeFailsItsJobGoesOfflineAndComesBack) {
   json waiting = submit(http, {{"probe", {{"serial", serial}}}, {"image", sha}});
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   EXPECT_EQ(job_of(http, waiting["id"])["state"], "queued");
+  // …but not for longer than its queue_timeout_s: then it fails, naming what it waited for.
+  json expiring =
+      submit(http, {{"probe", {{"serial", serial}}}, {"image", sha}, {"queue_timeout_s", 1}});
+  expiring = wait_job(http, expiring["id"], std::chrono::seconds(10));
+  EXPECT_EQ(expiring["state"], "failed") << expiring.dump(2);
+  EXPECT_EQ(expiring["error"]["category"], "timeout") << expiring.dump(2);
+  const std::string why = expiring["error"]["message"];
+  EXPECT_NE(why.find("not started within 1 s"), std::string::npos) << why;
+  EXPECT_NE(why.find("probe " + serial), std::string::npos) << why;
+  EXPECT_NE(expiring["error"]["hint"].get<std::string>().find("queue_timeout_s"),
+            std::string::npos);
+  EXPECT_EQ(job_of(http, waiting["id"])["state"], "queued") << "the other job keeps waiting";
 
   ASSERT_EQ(sim.ctl({"replug", serial}), 0);
   EXPECT_TRUE(eventually([&] { return probe_of(http, serial)["state"] != "offline"; }));

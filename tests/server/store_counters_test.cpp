@@ -199,6 +199,17 @@ TEST(StoreCounters, JobSpecFieldsOfSerialNumbersAndGuardedOperations) {
   EXPECT_EQ(s.serial->address, 0x08000100u);
   EXPECT_EQ(job_spec_from_json(to_json(s)).serial->address, 0x08000100u);
   EXPECT_FALSE(s.guarded());
+  EXPECT_FALSE(s.queue_timeout_s);
+
+  json waits = flash;
+  waits["queue_timeout_s"] = 90u;
+  EXPECT_EQ(job_spec_from_json(to_json(job_spec_from_json(waits))).queue_timeout_s, 90u);
+  for (unsigned bad : {0u, kMaxQueueTimeoutS + 1}) {
+    waits["queue_timeout_s"] = bad;
+    EXPECT_NE(error_of([&] { job_spec_from_json(waits); }).find("'queue_timeout_s' must be 1 to"),
+              std::string::npos)
+        << bad;
+  }
 
   EXPECT_NE(error_of([] {
               job_spec_from_json({{"operation", "erase"},
