@@ -113,10 +113,12 @@ void probe_routes(HttpServer& http, Services& s) {
                  bad_request("cannot set '" + key + "'",
                              "a probe takes {\"name\": string, \"labels\": [string]}");
              }
-             if (!s.probes.get(r.params.at("serial")))
-               return respond(probe_not_found(r.params.at("serial")));
-             respond(Response::json(
-                 200, to_json(s.probes.update_meta(r.params.at("serial"), name, labels))));
+             const std::string serial = r.params.at("serial");
+             if (!s.probes.get(serial)) return respond(probe_not_found(serial));
+             const json probe = to_json(s.probes.update_meta(serial, name, labels));
+             // Every open dashboard shows the new name and labels at once.
+             s.bus.publish("probe.updated", serial, std::nullopt, probe);
+             respond(Response::json(200, probe));
            });
   // Quick actions go through the probe's actor; the answer comes from the actor thread.
   for (const char* action : {"reset", "halt", "resume", "detect"}) {
@@ -302,6 +304,7 @@ void audit_routes(HttpServer& http, Services& s) {
     f.target_uid = query(r, "target_uid");
     f.since = static_cast<std::int64_t>(number_param(r, "since", 0, INT64_MAX));
     f.until = static_cast<std::int64_t>(number_param(r, "until", 0, INT64_MAX));
+    f.job_id = static_cast<std::int64_t>(number_param(r, "job", 0, INT64_MAX));
     f.limit = static_cast<unsigned>(number_param(r, "limit", 100, 10000));
     f.offset = static_cast<unsigned>(number_param(r, "offset", 0, 0xFFFFFFFF));
     const std::string format = query(r, "format");

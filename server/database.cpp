@@ -144,7 +144,7 @@ constexpr const char* kImageColumns =
 constexpr const char* kAuditWhere =
     " WHERE (?1 = '' OR probe = ?1) AND (?2 = '' OR result = ?2) AND (?3 = '' OR who = ?3)"
     " AND (?4 = '' OR image_sha256 = ?4) AND (?5 = '' OR target_uid = ?5)"
-    " AND (?6 = 0 OR at >= ?6) AND (?7 = 0 OR at <= ?7)";
+    " AND (?6 = 0 OR at >= ?6) AND (?7 = 0 OR at <= ?7) AND (?10 = 0 OR job_id = ?10)";
 
 std::string csv_field(const std::string& s) {
   // RFC 4180 section 2: fields with commas, quotes or line breaks are quoted, and a quote
@@ -684,7 +684,8 @@ void bind_audit_filter(auto& s, const AuditFilter& f) {
       .bind(4, f.image_sha256)
       .bind(5, f.target_uid)
       .bind(6, f.since)
-      .bind(7, f.until);
+      .bind(7, f.until)
+      .bind(10, f.job_id);  // ?8 and ?9 are list_audit's LIMIT and OFFSET
 }
 
 }  // namespace

@@ -32,6 +32,7 @@ struct AuditFilter {
   std::string image_sha256;
   std::string target_uid;
   std::int64_t since = 0, until = 0;  // ms, inclusive; 0: unbounded
+  std::int64_t job_id = 0;            // 0: any (rows without a job included)
   unsigned limit = 100;
   unsigned offset = 0;
 };

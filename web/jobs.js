@@ -5,6 +5,7 @@ import { h, clear, seconds, when, shortSha } from './util.js';
 import { api } from './api.js';
 import { state, canAct, isLive, putJob, changed } from './store.js';
 import { jobLine } from './probes.js';
+import { initJobDetail, openJobDetail, renderJobDetail, detailJobId } from './jobdetail.js';
 
 let root;
 const filter = { state: '', probe: '' };
@@ -13,7 +14,7 @@ const filter = { state: '', probe: '' };
 // colour-blind operators.
 const PALETTE = ['#0072B2', '#E69F00', '#009E73', '#CC79A7', '#56B4E9', '#D55E00', '#F0E442', '#999999'];
 const phaseColour = new Map();
-function colour(phase) {
+export function colour(phase) {
   if (!phaseColour.has(phase)) phaseColour.set(phase, PALETTE[phaseColour.size % PALETTE.length]);
   return phaseColour.get(phase);
 }
@@ -31,6 +32,8 @@ export function initJobs(el) {
   count = h('span.count');
   body = h('div');
   clear(root, h('div.toolbar', count, stateSel, probeIn), body);
+  // Closing the drawer gives the keyboard back to the job's row.
+  initJobDetail(root, { closed: (id) => body.querySelector(`tr[data-job="${id}"]`)?.focus() });
 }
 
 function duration(job) {
@@ -98,7 +101,18 @@ export function phaseChart(jobs) {
 
 function row(j) {
   const d = duration(j);
-  return h('tr', { dataset: { job: j.id, state: j.state } },
+  const open = (e) => {
+    // The row's own controls (Cancel) keep their meaning.
+    if (e.target.closest('button, a, input, select')) return;
+    if (e.type === 'keydown' && e.key !== 'Enter') return;
+    e.preventDefault();
+    openJobDetail(j.id);
+  };
+  return h('tr.job-row', {
+    dataset: { job: j.id, state: j.state }, tabindex: 0, title: 'show the job\'s details',
+    'aria-label': `job ${j.id}, ${j.state}: show details`, 'aria-controls': 'job-detail',
+    class: detailJobId() === j.id ? 'selected' : null, onclick: open, onkeydown: open,
+  },
     h('td.num', `#${j.id}`),
     h('td', h(`span.badge.${j.state}`, j.state)),
     h('td', j.spec?.operation || 'flash'),
@@ -114,6 +128,8 @@ function row(j) {
 
 export function renderJobs() {
   const jobs = visibleJobs();
+  // Re-rendering must not steal the keyboard focus from the row the operator is on.
+  const focused = document.activeElement?.closest?.('#view-jobs tr[data-job]')?.dataset.job;
   const live = jobs.filter(isLive).length;
   clear(count, `${jobs.length} jobs · ${live} live`);
   clear(body,
@@ -121,6 +137,8 @@ export function renderJobs() {
     h('table.grid.jobs',
       h('thead', h('tr', ['job', 'state', 'operation', 'probe', 'chip', 'image', 'by', 'created', 'took', 'progress / error', ''].map((c) => h('th', c)))),
       h('tbody', jobs.slice(0, 200).map(row))));
+  if (focused) body.querySelector(`tr[data-job="${CSS.escape(focused)}"]`)?.focus();
+  renderJobDetail(colour);
 }
 
 export async function loadJobs() {

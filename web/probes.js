@@ -3,6 +3,7 @@
 import { h, clear, bytes, rate } from './util.js';
 import { state, canAct } from './store.js';
 import { openFlash } from './flash.js';
+import { openProbeEdit } from './probeedit.js';
 
 let root;
 let openConsole = () => {};
@@ -107,12 +108,19 @@ function card(p) {
     p.queued_jobs ? [h('dt', 'queued'), h('dd', String(p.queued_jobs))] : null,
     p.session ? [h('dt', 'held by'), h('dd', `${p.session.kind}: ${p.session.who}`)] : null),
   jobLine(job),
-  canAct() && online ? h('footer',
-    h('button.flash-btn', { type: 'button', onclick: () => pickFile(() => [p], title) }, 'Flash…'),
-    h('button', { type: 'button', onclick: () => openConsole(p.serial) }, 'Console'),
-    h('span.dim.drop-hint', 'or drop an image here')) : null);
+  canAct() ? h('footer',
+    online ? h('button.flash-btn', { type: 'button', onclick: () => pickFile(() => [p], title) }, 'Flash…') : null,
+    online ? h('button', { type: 'button', onclick: () => openConsole(p.serial) }, 'Console') : null,
+    // Name and labels can be set while it is unplugged too: they are kept by serial.
+    h('button.edit-btn', { type: 'button', onclick: () => openProbeEdit(state.probes.get(p.serial)) }, 'Edit…'),
+    online ? h('span.dim.drop-hint', 'or drop an image here') : null) : null);
   el.addEventListener('keydown', (e) => {
-    if (e.target !== el || !canAct() || !online) return;
+    if (e.target !== el || !canAct()) return;
+    if (e.key === 'e') {
+      e.preventDefault();  // or the key types an "e" into the dialog's name field
+      openProbeEdit(state.probes.get(p.serial));
+    }
+    if (!online) return;
     if (e.key === 'f') pickFile(() => [p], title);
     if (e.key === 'c') openConsole(p.serial);
   });

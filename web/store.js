@@ -36,8 +36,15 @@ export function putProbe(p) {
   state.probes.set(p.serial, { ...state.probes.get(p.serial), ...p });
 }
 
+// A job only moves forward: queued → running → a final state.
+const STAGE = { queued: 0, running: 1 };
+const stage = (j) => STAGE[j.state] ?? 2;
+
 export function putJob(job) {
   const old = state.jobs.get(job.id);
+  // An HTTP answer (the POST that queued it, a GET) can arrive after the event stream has
+  // already said the job finished: the older snapshot must not take the job back to queued.
+  if (old && stage(old) > stage(job)) return;
   // Progress arrives on its own events; a job.* event without it keeps the last one.
   if (old && old.progress && !job.progress && job.state === 'running') job.progress = old.progress;
   state.jobs.set(job.id, job);

@@ -221,6 +221,15 @@ TEST(StoreDatabase, FinishWritesJobAndAuditRow) {
   EXPECT_EQ(r.error, "flash differs at 0x08000010");
   EXPECT_EQ(nlohmann::json::parse(r.durations), (nlohmann::json{{"attach", 0.25}, {"erase", 1.5}}));
   EXPECT_EQ(nlohmann::json::parse(r.operations)["probe"]["serial"], "PFSIM07");
+  // The job filter: its row, and none for another id; the count and the CSV agree.
+  AuditFilter by_job;
+  by_job.job_id = job.id;
+  EXPECT_EQ(db.list_audit(by_job).size(), 1u);
+  EXPECT_EQ(db.count_audit(by_job), 1u);
+  by_job.job_id = job.id + 1;
+  EXPECT_TRUE(db.list_audit(by_job).empty());
+  EXPECT_EQ(db.count_audit(by_job), 0u);
+  EXPECT_EQ(db.audit_csv(by_job).find("PFSIM07"), std::string::npos);
 
   // A job is finished once: a second finish would be a second, contradicting audit row.
   job.state = JobState::succeeded;

@@ -1,7 +1,9 @@
 // The dashboard in a real browser (Debian's chromium, headless, via playwright-core) against
 // probefarmd on simulated boards: static serving, login, a bad and a good upload, a flash to
-// 100 %, the jobs view with its phase chart, the audit entry and its CSV export, `reg` in the
-// console, an unplugged probe going offline, and what a viewer token does not get.
+// 100 %, the jobs view with its phase chart, the job detail panel (a succeeded job, and a
+// failed one followed live), the audit entry and its CSV export, editing a probe's name and
+// labels, `reg` in the console, an unplugged probe going offline, and what a viewer token
+// does not get.
 //
 // Environment: PROBEFARM_BIN_DIR (probefarmd, probefarm-sim), PROBEFARM_DEMO_ELF,
 // PROBEFARM_WEB_DIR (default: ../../web), PROBEFARM_WEB_OUT (screenshots; default a temp dir).
@@ -210,6 +212,150 @@ test('the audit view shows the job\'s entry and exports it as CSV', async () => 
   assert.ok(lines.slice(1).some((l) => l.includes(F407) && l.includes('succeeded')), csv);
 });
 
+const detail = () => page.locator('#job-detail');
+
+test('a job row opens its detail panel: full sha256, state, options, result, phases, audit row', async () => {
+  const done = await farm.api(`/api/v1/jobs/${jobId}`);
+  assert.match(done.spec.image, /^[0-9a-f]{64}$/);
+  assert.ok(done.result.bytes_programmed > 0, JSON.stringify(done.result));
+  await page.keyboard.press('2');
+  const row = page.locator(`#view-jobs tr[data-job="${jobId}"]`);
+  await row.click();
+  await detail().waitFor({ state: 'visible' });
+  await page.locator(`#job-detail[data-job="${jobId}"] .detail-state`, { hasText: 'succeeded' }).waitFor();
+  // The full sha256 (the table shows 12 digits), with the image's name from the image store.
+  assert.equal((await detail().locator('.job-image').textContent()).trim(), done.spec.image);
+  await detail().locator('[data-field="image"]', { hasText: 'demo_stm32f407vg.elf' }).waitFor();
+  assert.equal(await detail().locator('[data-field="probe"]').textContent(), F407);
+  assert.equal(await detail().locator('[data-field="submitted by"]').textContent(), done.submitted_by);
+  assert.equal(await detail().locator('[data-field="erase"]').textContent(), 'sectors');
+  assert.equal(await detail().locator('[data-field="verify"]').textContent(), 'yes');
+  assert.match(await detail().locator('[data-field="bytes programmed"]').textContent(), new RegExp(`\\(${done.result.bytes_programmed} B\\)`));
+  assert.equal(await detail().locator('[data-field="verified"]').textContent(), done.result.verified ? 'yes' : 'no');
+  assert.deepEqual(await detail().locator('tr[data-phase]').evaluateAll((rs) => rs.map((r) => r.dataset.phase)), Object.keys(done.result.durations));
+  // Its audit row (the audit API has no job filter: the panel picks the job's own rows).
+  const auditRow = detail().locator(`[data-audit-row][data-audit-job="${jobId}"]`);
+  await auditRow.waitFor();
+  assert.match(await auditRow.textContent(), /succeeded/);
+  assert.equal(await detail().locator('[data-audit-row]').count(),
+    (await farm.api(`/api/v1/audit?probe=${F407}&limit=1000`)).rows.filter((r) => r.job_id === jobId).length);
+  assert.ok(await row.evaluate((el) => el.classList.contains('selected')));
+  // A taller window for the picture, so the drawer shows down to its audit rows.
+  await page.setViewportSize({ width: 1280, height: 1100 });
+  await shot('job-detail');
+  await page.setViewportSize({ width: 1280, height: 800 });
+  // Escape closes it and gives the focus back to the row; Enter on the row opens it again.
+  await page.keyboard.press('Escape');
+  await detail().waitFor({ state: 'hidden' });
+  assert.equal(await page.evaluate(() => document.activeElement?.dataset.job), String(jobId));
+  await page.keyboard.press('Enter');
+  await page.locator(`#job-detail[data-job="${jobId}"]`).waitFor({ state: 'visible' });
+  await page.locator('#job-detail-close').click();
+  await detail().waitFor({ state: 'hidden' });
+});
+
+test('the panel follows a job live: queued behind a session, then failed with its error and hint', async () => {
+  // An image that is not what the chip holds: 256 bytes of 0x5a where the demo firmware is.
+  const up = await fetch(`${farm.url}/api/v1/images?name=not-the-firmware.bin&format=bin&address=0x08000000`, {
+    method: 'POST', headers: { Authorization: `Bearer ${farm.adminToken}`, 'Content-Type': 'application/octet-stream' },
+    body: new Uint8Array(256).fill(0x5a),
+  });
+  assert.ok(up.ok, await up.clone().text());
+  const image = await up.json();
+  // A console session holds the probe, so the verify job waits queued while the panel shows it.
+  await page.evaluate((serial) => new Promise((resolve, reject) => {
+    const u = new URL(`/api/v1/probes/${serial}/console`, location.href);
+    u.protocol = 'ws:';
+    u.searchParams.set('access_token', sessionStorage.getItem('probefarm.token'));
+    window.holder = new WebSocket(u);
+    window.holder.onmessage = (m) => (JSON.parse(m.data).type === 'hello' ? resolve() : reject(new Error(m.data)));
+    window.holder.onerror = () => reject(new Error('console socket failed'));
+  }), F407);
+  const job = await farm.api('/api/v1/jobs', { method: 'POST', body: { operation: 'verify', probe: { serial: F407 }, image: image.sha256 } });
+  const row = page.locator(`#view-jobs tr[data-job="${job.id}"]`);
+  await row.click();
+  await page.locator(`#job-detail[data-job="${job.id}"] .detail-state`, { hasText: 'queued' }).waitFor();
+  assert.equal(await detail().locator('[data-field="operation"]').textContent(), 'verify');
+  assert.equal(await detail().locator('.job-error').count(), 0);
+  await shot('job-detail-queued');
+  // The session ends, the job runs and fails: the open panel updates without a click.
+  await page.evaluate(() => window.holder.close());
+  await page.locator(`#job-detail[data-job="${job.id}"] .detail-state`, { hasText: 'failed' }).waitFor({ timeout: 60000 });
+  const failed = await until('the job to fail', 30000, async () => {
+    const j = await farm.api(`/api/v1/jobs/${job.id}`);
+    return j.state === 'failed' ? j : undefined;
+  });
+  assert.ok(failed.error.message && failed.error.hint, JSON.stringify(failed.error));
+  await detail().locator('.job-error-message', { hasText: failed.error.message }).waitFor();
+  assert.equal(await detail().locator('.job-error-message').textContent(), failed.error.message);
+  assert.equal(await detail().locator('.job-error-hint').textContent(), failed.error.hint);
+  assert.match(await detail().locator('.job-error').textContent(), new RegExp(`^${failed.error.category}: `));
+  assert.match(await detail().locator('[data-field="image"]').textContent(), /not-the-firmware\.bin/);
+  const auditRow = detail().locator(`[data-audit-row][data-audit-job="${job.id}"]`);
+  await auditRow.waitFor();
+  assert.match(await auditRow.textContent(), /failed/);
+  await page.setViewportSize({ width: 1280, height: 1100 });
+  await shot('job-detail-failed');
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.keyboard.press('Escape');
+  await detail().waitFor({ state: 'hidden' });
+  await page.keyboard.press('1');
+});
+
+test('an operator edits a probe\'s name and labels on its card', async () => {
+  const { token } = await farm.api('/api/v1/tokens', { method: 'POST', body: { name: 'web-operator', role: 'operator' } });
+  const op = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+  op.setDefaultTimeout(T);
+  try {
+    await op.goto(farm.url);
+    await op.locator('#token').fill(token);
+    await op.locator('#login-form button[type=submit]').click();
+    const c = op.locator(`.card[data-serial="${F407}"]`);
+    await c.waitFor();
+    // The card carries the failed verify's long message on its job line: cut, not widening it.
+    await c.locator('.job-state', { hasText: 'failed' }).waitFor();
+    const widths = await c.evaluate((el) => ({ card: el.clientWidth, content: el.scrollWidth, jobHead: el.querySelector('.job-head').scrollWidth }));
+    assert.ok(widths.content <= widths.card + 1 && widths.jobHead <= widths.card, `the card overflows its grid cell: ${JSON.stringify(widths)}`);
+    await c.locator('.edit-btn').click();
+    const dlg = op.locator('#probe-dialog');
+    await dlg.waitFor({ state: 'visible' });
+    // A label given twice is the daemon's to refuse: its message is shown, nothing is saved.
+    await op.locator('#probe-name').fill('bench left');
+    await op.locator('#probe-labels').fill('line-a, line-a');
+    await op.locator('#probe-save').click();
+    await dlg.locator('.error', { hasText: "'line-a' is given twice" }).waitFor();
+    assert.deepEqual((await farm.api(`/api/v1/probes/${F407}`)).labels ?? [], []);
+    await op.locator('#probe-labels').fill('line-a, rack3 fixture');
+    await op.locator('#probe-save').click();
+    await dlg.waitFor({ state: 'hidden' });
+    await c.locator('.name', { hasText: 'bench left' }).waitFor();
+    assert.deepEqual(await c.locator('.tag').allTextContents(), ['line-a', 'rack3', 'fixture']);
+    // The labels become drop groups.
+    await op.locator('.group[data-group="label:rack3"]').waitFor();
+    const { probes } = await farm.api('/api/v1/probes');
+    const p = probes.find((x) => x.serial === F407);
+    assert.equal(p.name, 'bench left');
+    assert.deepEqual(p.labels, ['line-a', 'rack3', 'fixture']);
+    await op.screenshot({ path: join(outDir, 'probe-edited.png'), fullPage: true });
+  } finally {
+    await op.context().close();
+  }
+  // The other open tab learns the new name from the probe.updated event, without a reload.
+  await page.keyboard.press('1');
+  await card(F407).locator('.name', { hasText: 'bench left' }).waitFor();
+  // Put it back (the keyboard path: `e` on the focused card), so later steps see the serial.
+  await card(F407).focus();
+  await page.keyboard.press('e');
+  await page.locator('#probe-dialog').waitFor({ state: 'visible' });
+  assert.equal(await page.locator('#probe-name').inputValue(), 'bench left');
+  await page.locator('#probe-name').fill('');
+  await page.locator('#probe-labels').fill('');
+  await page.locator('#probe-save').click();
+  await page.locator('#probe-dialog').waitFor({ state: 'hidden' });
+  await card(F407).locator('.name', { hasText: F407 }).waitFor();
+  assert.deepEqual((await farm.api(`/api/v1/probes/${F407}`)).labels ?? [], []);
+});
+
 test('the console answers `halt` then `reg` with the core registers', async () => {
   await page.keyboard.press('4');
   await page.locator('#console-probe').selectOption(F407);
@@ -257,6 +403,11 @@ test('a viewer sees the farm but gets no flash or console actions', async () => 
   await viewer.locator(`.card[data-serial="${F407}"]`).waitFor();
   await viewer.locator('#who', { hasText: 'viewer' }).waitFor();
   assert.equal(await viewer.locator('.flash-btn').count(), 0);
+  assert.equal(await viewer.locator('.edit-btn').count(), 0);
+  assert.equal(await viewer.locator('#probe-dialog[open]').count(), 0);
+  await viewer.locator(`.card[data-serial="${F407}"]`).focus();
+  await viewer.keyboard.press('e');
+  assert.equal(await viewer.locator('#probe-dialog[open]').count(), 0);
   assert.equal(await viewer.locator('.groups').count(), 0);
   await viewer.keyboard.press('4');
   assert.ok(await viewer.locator('#console-connect').isDisabled());
