@@ -46,19 +46,19 @@ struct Options {
   bool yes = false;                        // --yes: confirms option-bytes set, unlock
 
   // Remote mode (cli/remote.cpp): run against a probefarmd instead of local probes.
-  std::string server;           // --server URL (or $PROBEFARM_SERVER)
-  std::string token;            // --token T (or $PROBEFARM_TOKEN)
-  std::string chip;             // --chip C: any idle probe with this chip
-  std::string label;            // --label L: any idle probe with this label
-  bool wait = true;             // --no-wait: print the queued job and exit
-  std::uint32_t timeout_s = 0;  // --timeout S: give up waiting for the job (0: never)
+  std::string server;                 // --server URL (or $PROBEFARM_SERVER)
+  std::string token;                  // --token T (or $PROBEFARM_TOKEN)
+  std::string chip;                   // --chip C: any idle probe with this chip
+  std::string label;                  // --label L: any idle probe with this label
+  bool wait = true;                   // --no-wait: print the queued job and exit
+  std::uint32_t timeout_s = 0;        // --timeout S: give up waiting for the job (0: never)
   std::uint32_t queue_timeout_s = 0;  // --queue-timeout S: the job's queue_timeout_s (0: the
                                       // daemon's default)
-  std::string idempotency_key;  // --idempotency-key K (default: one per invocation)
-  std::string state;            // jobs --state S
-  std::uint32_t limit = 50;     // jobs / audit --limit N
-  bool csv = false;             // audit --csv
-  std::int64_t job_id = 0;      // jobs <id>, cancel <id>
+  std::string idempotency_key;        // --idempotency-key K (default: one per invocation)
+  std::string state;                  // jobs --state S
+  std::uint32_t limit = 50;           // jobs / audit --limit N
+  bool csv = false;                   // audit --csv
+  std::int64_t job_id = 0;            // jobs <id>, cancel <id>
 
   // counters [list | show NAME | create NAME --start N --step N --width W --endian E].
   std::string counter_action = "list";

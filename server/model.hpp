@@ -97,11 +97,11 @@ struct JobSpec {
   bool readback = false;
   bool skip_unchanged = true;
   bool reset = false;  // reset and run the target after a successful flash or erase
-  std::optional<std::uint32_t> address, size;  // erase (range), read (required)
-  std::optional<std::uint32_t> speed_khz;      // default: the probe's configuration
+  std::optional<std::uint32_t> address, size;    // erase (range), read (required)
+  std::optional<std::uint32_t> speed_khz;        // default: the probe's configuration
   std::optional<std::uint32_t> queue_timeout_s;  // default: the daemon's configuration
-  std::optional<bool> connect_under_reset;     // default: the probe's configuration
-  std::optional<SerialRequest> serial;         // flash only
+  std::optional<bool> connect_under_reset;       // default: the probe's configuration
+  std::optional<SerialRequest> serial;           // flash only
   // Guarded operations: the serial of the probe the job names, typed again ("confirm").
   std::string confirm;
   // option_bytes: KEY=VALUE assignments as `probefarm option-bytes set` takes them

@@ -44,7 +44,7 @@ class Scheduler {
   // The job with live progress when queued or running, else from the database.
   std::optional<Job> get(std::int64_t id);
   std::vector<Job> list(const JobFilter& filter);
-  std::size_t queue_depth() const;                       // queued jobs
+  std::size_t queue_depth() const;  // queued jobs
   // Fails ("timeout") every queued job older than its queue_timeout_s, or than
   // `default_timeout_s` when it gives none. Called periodically (ProbeManager's poll).
   void expire_queued(std::uint32_t default_timeout_s);
