@@ -495,7 +495,7 @@ void CortexM::start_algorithm(const AlgorithmCall& call) {
   write_registers_banked(regs);
   // Resume only once every transfer was seen complete (above): C_HALT clear, C_DEBUGEN
   // kept (C1.6.2). No breakpoint stepping: the entry is ours, not a user breakpoint.
-  if (mem_.native_single_access() != nullptr) return mem_.write32(kDhcsr, kDbgKey | kCDebugEn);
+  if (mem_.has_native_single_access()) return mem_.write32(kDhcsr, kDbgKey | kCDebugEn);
   mem_.dap().queue_ap_write(mem_.ap(), kBdDhcsr, kDbgKey | kCDebugEn);
   mem_.flush();
 }
@@ -534,7 +534,7 @@ std::uint32_t CortexM::run_algorithm(const AlgorithmCall& call, std::chrono::mil
   // single read).
   Deadline deadline(timeout);
   const std::uint8_t ap = mem_.ap();
-  const bool native = mem_.native_single_access() != nullptr;
+  const bool native = mem_.has_native_single_access();
   for (;;) {
     std::uint32_t status = 0;
     if (native) {

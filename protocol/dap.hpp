@@ -149,6 +149,8 @@ class MemAp {
   // reach AP 0 only; nullptr when there are none. Sends what is queued and forgets the
   // CSW/TAR caches, since those commands move TAR: call it right before each use.
   probe::NativeMemory* native_single_access();
+  // Whether there are such commands, with no side effect.
+  bool has_native_single_access() const;
 
  private:
   Dap& dap_;
@@ -180,7 +182,6 @@ class MemAp {
   probe::NativeMemory& begin_native();
   void native_read(std::uint32_t address, std::span<std::uint8_t> out);
   void native_write(std::uint32_t address, std::span<const std::uint8_t> data, WriteCheck check);
-  bool has_native_single_access();
   std::uint64_t generation_ = 0;
   bool csw_base_valid_ = false;
   std::uint32_t csw_base_ = 0;

@@ -293,7 +293,7 @@ void MemAp::native_write(std::uint32_t address, std::span<const std::uint8_t> da
   });
 }
 
-bool MemAp::has_native_single_access() {
+bool MemAp::has_native_single_access() const {
   return ap_ == 0 && dap_.probe().native_memory() != nullptr;
 }
 
